@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Start or stop the local cluster: a real control plane (etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler) run by kwokctl's binary runtime, with
+# kwok simulating two 8-GPU nodes and one CPU node (no kubelet, no containers).
+#
+#   hack/cluster.sh up   [NAME]   create or restart; prints the kubeconfig path
+#   hack/cluster.sh down [NAME]   delete the cluster and its provisioner
+#   hack/cluster.sh kubeconfig [NAME]
+# NAME defaults to $CLUSTER_NAME or "minimax". Several clusters can run at once.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cmd=${1:-up}
+name=${2:-${CLUSTER_NAME:-minimax}}
+cache=${MINIMAX_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/minimax-operator}
+export KWOK_WORKDIR="$cache/kwok"
+dir="$KWOK_WORKDIR/clusters/$name"
+kubeconfig="$cache/kubeconfig-$name"
+python=${PYTHON:-python3}
+
+bin=$("$here/tools.sh")
+export PATH="$bin:$PATH"
+log() { echo "cluster: $*" >&2; }
+
+provisioner_stop() {
+  if [[ -f "$dir/provisioner.pid" ]]; then
+    kill "$(cat "$dir/provisioner.pid")" 2>/dev/null || true
+    rm -f "$dir/provisioner.pid"
+  fi
+}
+
+case "$cmd" in
+  up)
+    if kwokctl get clusters 2>/dev/null | grep -qx "$name"; then
+      log "starting existing cluster $name"
+      kwokctl start cluster --name "$name" >&2
+    else
+      log "creating cluster $name (kube-apiserver $(kube-apiserver --version | awk '{print $2}'))"
+      kwokctl create cluster --name "$name" --runtime binary \
+        --kube-apiserver-binary "$bin/kube-apiserver" \
+        --kube-controller-manager-binary "$bin/kube-controller-manager" \
+        --kube-scheduler-binary "$bin/kube-scheduler" \
+        --etcd-binary "$bin/etcd" \
+        --kwok-controller-binary "$bin/kwok" \
+        --kube-admission --kube-authorization \
+        --kube-audit-policy "$here/kwok/audit-policy.yaml" \
+        --config "$here/kwok/stages.yaml" \
+        --kubeconfig "$kubeconfig" \
+        --wait 120s >&2
+    fi
+    kwokctl get kubeconfig --name "$name" > "$kubeconfig.tmp" && mv "$kubeconfig.tmp" "$kubeconfig"
+    k() { kubectl --kubeconfig "$kubeconfig" "$@"; }
+    for _ in $(seq 60); do k get --raw /readyz >/dev/null 2>&1 && break; sleep 1; done
+    k apply --server-side -f "$here/kwok/nodes.yaml" -f "$here/kwok/storage.yaml" >&2
+    provisioner_stop
+    nohup "$python" "$here/fake_provisioner.py" --kubeconfig "$kubeconfig" > "$dir/provisioner.log" 2>&1 &
+    echo $! > "$dir/provisioner.pid"
+    k wait --for=condition=Ready node --all --timeout=60s >&2
+    log "ready: export KUBECONFIG=$kubeconfig"
+    echo "$kubeconfig"
+    ;;
+  down)
+    provisioner_stop
+    if kwokctl get clusters 2>/dev/null | grep -qx "$name"; then
+      kwokctl delete cluster --name "$name" --kubeconfig "$kubeconfig" >&2
+    fi
+    rm -f "$kubeconfig"
+    log "cluster $name is down"
+    ;;
+  kubeconfig) echo "$kubeconfig" ;;
+  audit-log) echo "$dir/logs/audit.log" ;;
+  *) echo "usage: $0 up|down|kubeconfig|audit-log [NAME]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Build (or reuse) the pinned control-plane tools and print the bin directory.
+#
+# Why: this machine has no Docker engine or registry, so kind cannot run; the
+# tests use the real kube-apiserver, etcd, controller-manager and scheduler with
+# kwok simulating nodes. Everything is compiled from the Go module proxy and
+# cached outside the repository, keyed by version, so a second run builds nothing.
+#
+# Usage: hack/tools.sh            build what is missing, print the bin dir
+#        hack/tools.sh --check    print the bin dir if complete, else exit 1
+# A tool already on PATH at the pinned version is not honoured blindly; set
+# MINIMAX_TOOLS_BIN to a directory holding all of them to skip building.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=hack/tools.env
+source "$here/tools.env"
+
+tools=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok kwokctl helm)
+
+if [[ -n "${MINIMAX_TOOLS_BIN:-}" ]]; then
+  for t in "${tools[@]}"; do
+    [[ -x "$MINIMAX_TOOLS_BIN/$t" ]] || { echo "MINIMAX_TOOLS_BIN=$MINIMAX_TOOLS_BIN lacks $t" >&2; exit 1; }
+  done
+  echo "$MINIMAX_TOOLS_BIN"; exit 0
+fi
+
+cache=${MINIMAX_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/minimax-operator}
+key="k8s-${KUBERNETES_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}"
+bin="$cache/$key/bin"
+mkdir -p "$bin"
+
+complete() { for t in "${tools[@]}"; do [[ -x "$bin/$t" ]] || return 1; done; }
+if complete; then echo "$bin"; exit 0; fi
+[[ "${1:-}" == "--check" ]] && exit 1
+
+command -v go >/dev/null || { echo "error: Go is not installed; install Go >= 1.26 (https://go.dev/dl) to build the local cluster" >&2; exit 2; }
+log() { echo "tools: $*" >&2; }
+# Build into a temp name and rename, so an interrupted build never leaves a half binary.
+work="$cache/$key/build"; mkdir -p "$work"
+export GOFLAGS="-trimpath" CGO_ENABLED=0 GOTOOLCHAIN=${GOTOOLCHAIN:-auto}
+
+build_kubernetes() {
+  local missing=()
+  for t in kube-apiserver kube-controller-manager kube-scheduler kubectl; do [[ -x "$bin/$t" ]] || missing+=("$t"); done
+  ((${#missing[@]})) || return 0
+  local v=$KUBERNETES_VERSION staging="v0.${KUBERNETES_VERSION#v1.}"
+  local dir="$work/kubernetes"; mkdir -p "$dir"
+  log "building ${missing[*]} $v (cold: about 15-30 min on 2 cores)"
+  {
+    echo "module minimax-operator.local/k8s-tools"; echo; echo "go 1.26.0"; echo
+    echo "require k8s.io/kubernetes $v"; echo
+    echo "replace ("
+    # Every staging module that k8s.io/kubernetes points at ./staging gets its published twin.
+    for m in api apiextensions-apiserver apimachinery apiserver cli-runtime client-go cloud-provider \
+      cluster-bootstrap code-generator component-base component-helpers controller-manager cri-api \
+      cri-client cri-streaming csi-translation-lib dynamic-resource-allocation endpointslice externaljwt \
+      kms kube-aggregator kube-controller-manager kube-proxy kube-scheduler kubectl kubelet metrics \
+      mount-utils pod-security-admission sample-apiserver sample-controller streaming; do
+      echo "  k8s.io/$m => k8s.io/$m $staging"
+    done
+    echo ")"
+  } > "$dir/go.mod"
+  cat > "$dir/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
+GO
+  local minor=${v#v1.}; minor=${minor%%.*}
+  local ld="-s -w -X k8s.io/component-base/version.gitVersion=$v -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/client-go/pkg/version.gitVersion=$v"
+  (cd "$dir" && go mod tidy -e >/dev/null 2>&1 || true; cd "$dir" && GOFLAGS="$GOFLAGS -mod=mod -tags=tools" go mod download k8s.io/kubernetes)
+  for t in "${missing[@]}"; do
+    (cd "$dir" && go build -mod=mod -ldflags "$ld" -o "$bin/.$t.tmp" "k8s.io/kubernetes/cmd/$t") && mv "$bin/.$t.tmp" "$bin/$t"
+    log "built $t"
+  done
+}
+
+build_etcd() {
+  [[ -x "$bin/etcd" ]] && return 0
+  local dir="$work/etcd"; mkdir -p "$dir"
+  log "building etcd $ETCD_VERSION"
+  printf 'module minimax-operator.local/etcd\n\ngo 1.26.0\n\nrequire go.etcd.io/etcd/server/v3 %s\n' "$ETCD_VERSION" > "$dir/go.mod"
+  cat > "$dir/main.go" <<'GO'
+// Command etcd is the upstream etcd server, built from its Go module.
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+GO
+  (cd "$dir" && go mod tidy >/dev/null && go build -ldflags "-s -w" -o "$bin/.etcd.tmp" .) && mv "$bin/.etcd.tmp" "$bin/etcd"
+  log "built etcd"
+}
+
+build_install() { # name module@version
+  [[ -x "$bin/$1" ]] && return 0
+  log "building $1 from $2"
+  GOBIN="$work/gobin" go install -ldflags "-s -w ${3:-}" "$2"
+  mv "$work/gobin/$1" "$bin/$1"
+}
+
+build_kubernetes
+build_etcd
+build_install kwok "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
+build_install kwokctl "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION" "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
+build_install helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+complete || { echo "error: some tools failed to build under $bin" >&2; exit 1; }
+echo "$bin"

@@ -1,0 +1,362 @@
+"""The MiniMaxDeployment API (v1alpha1): the single source of truth for the CRD.
+
+Field names are the ones users write in YAML (camelCase). Constraints that the
+API server can check live here as schema keywords or CEL rules, so that
+`kubectl apply` rejects a bad spec and names the field; crd.py turns these
+models into the CRD. Defaults that depend on the preset are resolved by the
+operator (resolve.py) and shown in status, never written back to spec.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
+
+from .presets import PRESET_NAMES
+
+GROUP = "minimax.chatos.io"
+VERSION = "v1alpha1"
+KIND = "MiniMaxDeployment"
+PLURAL = "minimaxdeployments"
+SINGULAR = "minimaxdeployment"
+SHORT_NAMES = ["mmd", "minimax"]
+CATEGORIES = ["ai"]
+
+#: Flags that the operator derives from the spec; setting them in extraArgs would
+#: make the server disagree with the resource (and with ChatOS's model_id).
+OWNED_FLAGS = ("--served-model-name", "--tensor-parallel-size", "--port", "--host", "--model")
+
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+
+def cel(rule: str, message: str, field_path: str | None = None) -> JsonDict:
+    """One x-kubernetes-validations entry."""
+    entry: JsonDict = {"rule": rule, "message": message}
+    if field_path:
+        entry["fieldPath"] = field_path
+    return entry
+
+
+#: CRD default for nested objects, so that their own field defaults apply when omitted.
+_EMPTY: dict[str, Any] = {"default": {}}
+
+
+class _Model(BaseModel):
+    # Unknown fields are an error here as in the CRD (structural schema prunes them).
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+Quantity = Annotated[int | str, Field(json_schema_extra={"x-kubernetes-int-or-string": True})]
+
+
+class SecretKeyRef(_Model):
+    """A key of a Secret in the resource's namespace."""
+
+    name: str = Field(max_length=253, pattern=DNS_SUBDOMAIN, description="Name of the Secret.")
+    key: str = Field(default="token", max_length=253, description="Key in the Secret's data.")
+
+
+class EnvVar(_Model):
+    """An environment variable for the vLLM container, as in a Pod spec."""
+
+    name: str = Field(min_length=1, max_length=256, description="Variable name.")
+    value: str | None = Field(default=None, description="Literal value.")
+    valueFrom: dict[str, Any] | None = Field(
+        default=None,
+        description="Source of the value (secretKeyRef, configMapKeyRef, fieldRef), as in a Pod spec.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True, "type": "object"},
+    )
+
+
+class Toleration(_Model):
+    """A Pod toleration."""
+
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    tolerationSeconds: int | None = None
+
+
+class Resources(_Model):
+    """Extra CPU and memory for the vLLM container. The GPU count is not set here:
+    it always equals tensorParallelSize."""
+
+    requests: dict[str, Quantity] = Field(default_factory=dict, max_length=16)
+    limits: dict[str, Quantity] = Field(default_factory=dict, max_length=16)
+
+
+class VLLMSpec(_Model):
+    """How the vLLM server runs."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.extraArgs) || self.extraArgs.all(a, "
+                    + " && ".join(f"!a.startsWith('{f}')" for f in OWNED_FLAGS)
+                    + ")",
+                    "extraArgs must not set "
+                    + ", ".join(OWNED_FLAGS)
+                    + ": the operator derives them from servedModelName and tensorParallelSize",
+                    ".extraArgs",
+                ),
+                cel(
+                    "!has(self.resources) || ("
+                    "(!has(self.resources.limits) || !self.resources.limits.exists(k, k.endsWith('/gpu'))) && "
+                    "(!has(self.resources.requests) || !self.resources.requests.exists(k, k.endsWith('/gpu'))))",
+                    "resources must not set a GPU count: it always equals spec.tensorParallelSize",
+                    ".resources",
+                ),
+            ]
+        },
+    )
+
+    image: str | None = Field(
+        default=None,
+        max_length=512,
+        description="vLLM image. Defaults to the preset's tested vllm/vllm-openai tag.",
+    )
+    extraArgs: list[Annotated[str, Field(max_length=4096)]] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Extra `vllm serve` arguments, appended after the preset's flags.",
+    )
+    env: list[EnvVar] = Field(default_factory=list, max_length=64, description="Extra environment variables.")
+    resources: Resources | None = Field(default=None, description="CPU and memory requests and limits.")
+    nodeSelector: dict[str, str] = Field(default_factory=dict, description="Node labels the server pods need.")
+    tolerations: list[Toleration] = Field(
+        default_factory=list,
+        description="Tolerations, added to the default toleration of the GPU resource's taint.",
+    )
+    podAnnotations: dict[str, str] = Field(default_factory=dict, description="Annotations on the server pods.")
+    shmSize: str = Field(default="16Gi", pattern=QUANTITY, description="Size of /dev/shm (memory-backed).")
+    startupTimeoutSeconds: int | None = Field(
+        default=None,
+        ge=60,
+        le=6 * 3600,
+        description="How long the server may take to load the weights before the startup probe "
+        "restarts it. Defaults to the preset's (1 h for M2.x, 2 h for M1 and M3).",
+    )
+
+
+class StorageSpec(_Model):
+    """Where the weights live."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!(has(self.existingClaim) && has(self.size))",
+                    "size and existingClaim are exclusive: an existing claim keeps its own size",
+                    ".existingClaim",
+                ),
+            ]
+        },
+    )
+
+    size: str | None = Field(
+        default=None,
+        pattern=QUANTITY,
+        description="PVC size. Defaults to the checkpoint's size plus 20% headroom.",
+    )
+    storageClassName: str | None = Field(default=None, max_length=253, description="Storage class of the PVC.")
+    accessMode: Literal["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"] = Field(
+        default="ReadWriteOnce",
+        description="ReadWriteMany lets replicas on several nodes share one copy of the weights.",
+    )
+    existingClaim: str | None = Field(
+        default=None, max_length=253, pattern=DNS_SUBDOMAIN, description="Use this PVC instead of creating one."
+    )
+    retainOnDelete: bool = Field(
+        default=True,
+        description="Keep the PVC (and its downloaded weights) when the resource is deleted.",
+    )
+
+
+class DownloadSpec(_Model):
+    """How the weights are fetched."""
+
+    endpoint: str | None = Field(
+        default=None,
+        max_length=512,
+        pattern=r"^https?://[^\s]+$",
+        description="Hugging Face Hub mirror (HF_ENDPOINT), for example https://hf-mirror.com.",
+    )
+    tokenSecretRef: SecretKeyRef | None = Field(
+        default=None, description="Secret holding a Hugging Face token, for gated or private repositories."
+    )
+    allowPatterns: list[Annotated[str, Field(max_length=512)]] = Field(
+        default_factory=list, max_length=64, description="Only files matching these globs are downloaded."
+    )
+    podAnnotations: dict[str, str] = Field(default_factory=dict, description="Annotations on the download pod.")
+
+
+class ConfigMapRef(_Model):
+    """A ConfigMap, in the resource's namespace unless the platform allows another."""
+
+    name: str = Field(default="chatos-models", max_length=253, pattern=DNS_SUBDOMAIN)
+    namespace: str | None = Field(
+        default=None,
+        max_length=63,
+        pattern=DNS_LABEL,
+        description="Namespace of a shared ChatOS ConfigMap; the operator must be started with "
+        "--allow-chatos-namespace for it.",
+    )
+
+
+class ChatOSSpec(_Model):
+    """Registration of the served model in ChatOS's models.json."""
+
+    enabled: bool = Field(default=True, description="Register the model in ChatOS.")
+    configMapRef: ConfigMapRef = Field(
+        default_factory=ConfigMapRef, description="ChatOS's models ConfigMap.", json_schema_extra=_EMPTY
+    )
+    key: str = Field(default="models.json", max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+    displayName: str | None = Field(
+        default=None, max_length=128, description="Name shown in ChatOS. Defaults to the served model name."
+    )
+
+
+class GPUSpec(_Model):
+    """The GPUs of the nodes the server runs on, for the layout checks."""
+
+    resourceName: str = Field(default="nvidia.com/gpu", max_length=253, description="Extended resource of a GPU.")
+    perNode: int = Field(default=8, ge=1, le=16, description="GPUs per node.")
+    memoryGiB: int = Field(default=80, ge=8, le=1024, description="Memory of one GPU, in GiB.")
+
+
+class MiniMaxDeploymentSpec(_Model):
+    """A MiniMax model served by vLLM and registered in ChatOS."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "has(self.model) || has(self.repo)",
+                    "set spec.model to a preset (" + ", ".join(PRESET_NAMES) + ") or spec.repo to a Hugging Face repo",
+                    ".model",
+                ),
+                cel(
+                    "!has(self.tensorParallelSize) || self.gpu.perNode % self.tensorParallelSize == 0",
+                    "tensorParallelSize must divide spec.gpu.perNode (GPUs per node); "
+                    "multi-node serving is not supported in v1alpha1",
+                    ".tensorParallelSize",
+                ),
+            ]
+        },
+    )
+
+    model: Literal[PRESET_NAMES] | None = Field(  # type: ignore[valid-type]
+        default=None, description="A MiniMax preset. Sets the repo, flags, layout and storage defaults."
+    )
+    repo: str | None = Field(
+        default=None,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="Hugging Face repository (org/name). Overrides the preset's; required without a preset.",
+    )
+    revision: str | None = Field(
+        default=None,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$",
+        description="Commit sha, branch or tag. Defaults to main; the resolved commit is shown in status.",
+    )
+    servedModelName: str | None = Field(
+        default=None,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$",
+        description="Name vLLM serves and ChatOS's model_id. Defaults to the preset name or the repo's name.",
+    )
+    tensorParallelSize: Literal[1, 2, 4, 8, 16] | None = Field(
+        default=None, description="GPUs per replica (the pods' GPU limit). Defaults to the preset's."
+    )
+    expertParallel: bool | None = Field(
+        default=None, description="Pass --enable-expert-parallel. Needed for TP8 on MiniMax-M2.x."
+    )
+    replicas: int = Field(default=1, ge=0, le=64, description="Server replicas; 0 parks the model (weights kept).")
+    maxModelLen: int | None = Field(default=None, ge=256, le=1048576, description="Context length (--max-model-len).")
+    gpuMemoryUtilization: float | None = Field(
+        default=None, gt=0.1, le=0.99, description="Fraction of GPU memory vLLM may use."
+    )
+    gpu: GPUSpec = Field(default_factory=GPUSpec, description="GPU type of the target nodes.", json_schema_extra=_EMPTY)
+    vllm: VLLMSpec = Field(default_factory=VLLMSpec, description="vLLM server settings.", json_schema_extra=_EMPTY)
+    storage: StorageSpec = Field(default_factory=StorageSpec, description="Weights storage.", json_schema_extra=_EMPTY)
+    download: DownloadSpec = Field(
+        default_factory=DownloadSpec, description="Weights download.", json_schema_extra=_EMPTY
+    )
+    chatos: ChatOSSpec = Field(default_factory=ChatOSSpec, description="ChatOS registration.", json_schema_extra=_EMPTY)
+
+
+# ---- status -------------------------------------------------------------------------------
+
+Phase = Literal["Pending", "Downloading", "Starting", "Ready", "Stopped", "Failed"]
+CONDITION_TYPES = ("WeightsReady", "ServerReady", "Registered", "Ready")
+
+
+class Condition(_Model):
+    """A standard Kubernetes condition."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str = ""
+    observedGeneration: int | None = None
+    lastTransitionTime: str | None = None
+
+
+class DownloadStatus(_Model):
+    """Progress of the weight download, as reported by the download pod."""
+
+    jobName: str | None = None
+    attempt: int = 0
+    revision: str | None = Field(default=None, description="Resolved commit of the downloaded weights.")
+    bytesDone: int | None = None
+    bytesTotal: int | None = None
+    filesDone: int | None = None
+    filesTotal: int | None = None
+    bytesPerSecond: int | None = None
+    etaSeconds: int | None = None
+    progress: str | None = Field(default=None, description="Percentage done, for kubectl get.")
+    lastFailureTime: str | None = None
+
+
+class RegistrationStatus(_Model):
+    """Where the model is registered in ChatOS, so that it can be removed again."""
+
+    configMap: str
+    namespace: str
+    key: str
+    modelId: str
+
+
+class MiniMaxDeploymentStatus(_Model):
+    """Observed state, written by the operator only."""
+
+    phase: Phase = "Pending"
+    observedGeneration: int | None = None
+    model: str | None = Field(default=None, description="Preset or repo being served.")
+    servedModelName: str | None = None
+    tensorParallelSize: int | None = None
+    endpoint: str | None = Field(default=None, description="OpenAI-compatible base URL inside the cluster.")
+    conditions: list[Condition] = Field(default_factory=list)
+    download: DownloadStatus | None = None
+    registration: RegistrationStatus | None = None
+
+
+class MiniMaxDeployment(_Model):
+    """For validating whole objects offline (render)."""
+
+    model_config = ConfigDict(extra="ignore")
+    apiVersion: Literal["minimax.chatos.io/v1alpha1"]
+    kind: Literal["MiniMaxDeployment"]
+    metadata: dict[str, Any]
+    spec: MiniMaxDeploymentSpec
+    status: MiniMaxDeploymentStatus | None = None

@@ -1,0 +1,290 @@
+"""Pure functions from resolved settings to the Kubernetes objects the operator owns.
+
+No I/O here: the reconcile layer applies what these return, and `minimax-operator
+render` prints it offline. Every object carries the same labels, so that users
+can select everything of one model with `-l app.kubernetes.io/instance=NAME`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .api import GROUP, KIND, VERSION
+from .resolve import MODELS_MOUNT, Resolved
+
+MANAGER = "minimax-operator"
+HASH_ANNOTATION = f"{GROUP}/applied-hash"
+WEIGHTS_ANNOTATION = f"{GROUP}/weights-key"
+PROGRESS_ANNOTATION = f"{GROUP}/progress"
+COMPONENT_SERVER = "server"
+COMPONENT_DOWNLOAD = "weights-download"
+SERVER_PORT = 8000
+#: Pod retries inside one Job, with the Job controller's exponential backoff (10 s, 20 s, ... 6 min).
+DOWNLOAD_BACKOFF_LIMIT = 4
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The MiniMaxDeployment that owns the objects (for owner references)."""
+
+    name: str
+    uid: str
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    """Settings of the running operator that shape the objects it creates."""
+
+    download_image: str = "ghcr.io/chatos/minimax-operator:0.1.0"
+
+
+def labels(r: Resolved, component: str | None = None) -> dict[str, str]:
+    out = {
+        "app.kubernetes.io/name": "minimax",
+        "app.kubernetes.io/instance": r.name,
+        "app.kubernetes.io/managed-by": MANAGER,
+        f"{GROUP}/deployment": r.name,
+    }
+    if component:
+        out["app.kubernetes.io/component"] = component
+    return out
+
+
+def selector(r: Resolved, component: str) -> dict[str, str]:
+    return {"app.kubernetes.io/instance": r.name, "app.kubernetes.io/component": component}
+
+
+def owner_reference(owner: Owner) -> Obj:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "name": owner.name,
+        "uid": owner.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _meta(r: Resolved, name: str, owner: Owner | None, component: str | None) -> Obj:
+    meta: Obj = {"name": name, "namespace": r.namespace, "labels": labels(r, component)}
+    if owner:
+        meta["ownerReferences"] = [owner_reference(owner)]
+    return meta
+
+
+def stamp(obj: Obj) -> Obj:
+    """Record a hash of the desired object on it, so an unchanged object is never applied again."""
+    digest = hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+    obj["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = digest
+    return obj
+
+
+def pvc(r: Resolved, owner: Owner | None) -> Obj | None:
+    """The weights PVC, or None when the user brings an existing claim.
+
+    Owned (and so garbage-collected) only when retainOnDelete is false: days of
+    downloading must survive a `kubectl delete` by default.
+    """
+    st = r.spec.storage
+    if st.existingClaim:
+        return None
+    spec: Obj = {"accessModes": [st.accessMode], "resources": {"requests": {"storage": r.storage_size}}}
+    if st.storageClassName:
+        spec["storageClassName"] = st.storageClassName
+    meta = _meta(r, r.claim_name, None if st.retainOnDelete else owner, "weights")
+    return stamp({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta, "spec": spec})
+
+
+def download_job_name(r: Resolved, attempt: int) -> str:
+    base = f"{r.name[:40]}-weights-{r.weights_key[:8]}"
+    return base if attempt == 0 else f"{base}-r{attempt}"
+
+
+def download_job(r: Resolved, owner: Owner | None, settings: OperatorSettings, attempt: int = 0) -> Obj:
+    """The Job that fills the PVC, with the operator's own image and `minimax-operator download`."""
+    d = r.spec.download
+    args = ["download", "--repo", r.repo, "--dest", r.model_dir, "--claim-mount", MODELS_MOUNT]
+    if r.revision:
+        args += ["--revision", r.revision]
+    for pattern in d.allowPatterns:
+        args += ["--allow-pattern", pattern]
+    env: list[Obj] = [
+        {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"},
+        {"name": "HF_XET_HIGH_PERFORMANCE", "value": "1"},
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+    ]
+    if d.endpoint:
+        env.append({"name": "HF_ENDPOINT", "value": d.endpoint})
+    if d.tokenSecretRef:
+        # Through the environment only: never on a command line, in logs or in status.
+        ref = {"name": d.tokenSecretRef.name, "key": d.tokenSecretRef.key}
+        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": ref}})
+    pod_labels = labels(r, COMPONENT_DOWNLOAD)
+    pod_annotations = {WEIGHTS_ANNOTATION: r.weights_key, **d.podAnnotations}
+    container: Obj = {
+        "name": "download",
+        "image": settings.download_image,
+        "command": ["minimax-operator"],
+        "args": args,
+        "env": env,
+        "volumeMounts": [{"name": "weights", "mountPath": MODELS_MOUNT}],
+        "resources": {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"memory": "8Gi"}},
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    job: Obj = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _meta(r, download_job_name(r, attempt), owner, COMPONENT_DOWNLOAD),
+        "spec": {
+            "backoffLimit": DOWNLOAD_BACKOFF_LIMIT,
+            "template": {
+                "metadata": {"labels": pod_labels, "annotations": pod_annotations},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "securityContext": {"runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000},
+                    "containers": [container],
+                    "volumes": [{"name": "weights", "persistentVolumeClaim": {"claimName": r.claim_name}}],
+                },
+            },
+        },
+    }
+    job["metadata"].setdefault("annotations", {})[WEIGHTS_ANNOTATION] = r.weights_key
+    return stamp(job)
+
+
+def vllm_args(r: Resolved) -> list[str]:
+    """`vllm serve` arguments: operator-owned flags first, then the preset's, then the user's."""
+    args = [
+        r.model_dir,
+        "--served-model-name",
+        r.served_model_name,
+        "--tensor-parallel-size",
+        str(r.tensor_parallel_size),
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(SERVER_PORT),
+    ]
+    if r.expert_parallel and "--enable-expert-parallel" not in r.flags:
+        args.append("--enable-expert-parallel")
+    args += list(r.flags)
+    if r.max_model_len:
+        args += ["--max-model-len", str(r.max_model_len)]
+    if r.spec.gpuMemoryUtilization:
+        args += ["--gpu-memory-utilization", str(r.spec.gpuMemoryUtilization)]
+    args += list(r.spec.vllm.extraArgs)
+    return args
+
+
+def deployment(r: Resolved, owner: Owner | None) -> Obj:
+    """The vLLM server. GPU limit = tensorParallelSize; probes that let a huge checkpoint load."""
+    v = r.spec.vllm
+    gpu = r.spec.gpu.resourceName
+    tp = str(r.tensor_parallel_size)
+    resources: Obj = {
+        "requests": {**(v.resources.requests if v.resources else {}), gpu: tp},
+        "limits": {**(v.resources.limits if v.resources else {}), gpu: tp},
+    }
+    env: list[Obj] = [
+        {"name": "HF_HUB_OFFLINE", "value": "1"},
+        {"name": "VLLM_ENGINE_READY_TIMEOUT_S", "value": str(r.startup_timeout_seconds)},
+        {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
+    ]
+    env += [e.model_dump(exclude_none=True) for e in v.env]
+    period = 10
+    http = {"path": "/health", "port": "http"}
+    container: Obj = {
+        "name": "vllm",
+        "image": r.image,
+        "command": ["vllm", "serve"],
+        "args": vllm_args(r),
+        "ports": [{"name": "http", "containerPort": SERVER_PORT, "protocol": "TCP"}],
+        "env": env,
+        "resources": resources,
+        "volumeMounts": [
+            {"name": "weights", "mountPath": MODELS_MOUNT, "readOnly": True},
+            {"name": "dshm", "mountPath": "/dev/shm"},
+        ],
+        # Loading 200-900 GB takes long; the startup probe must not kill a loading server.
+        "startupProbe": {
+            "httpGet": http,
+            "periodSeconds": period,
+            "timeoutSeconds": 5,
+            "failureThreshold": max(1, r.startup_timeout_seconds // period),
+        },
+        "readinessProbe": {"httpGet": http, "periodSeconds": period, "timeoutSeconds": 5, "failureThreshold": 3},
+        "livenessProbe": {"httpGet": http, "periodSeconds": 30, "timeoutSeconds": 10, "failureThreshold": 5},
+    }
+    tolerations: list[Obj] = [{"key": gpu, "operator": "Exists", "effect": "NoSchedule"}]
+    tolerations += [t.model_dump(exclude_none=True) for t in v.tolerations]
+    pod_spec: Obj = {
+        "containers": [container],
+        "tolerations": tolerations,
+        "terminationGracePeriodSeconds": 60,
+        "volumes": [
+            {"name": "weights", "persistentVolumeClaim": {"claimName": r.claim_name, "readOnly": True}},
+            {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": v.shmSize}},
+        ],
+    }
+    if v.nodeSelector:
+        pod_spec["nodeSelector"] = dict(v.nodeSelector)
+    pod_annotations = {WEIGHTS_ANNOTATION: r.weights_key, **v.podAnnotations}
+    return stamp(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": _meta(r, r.name, owner, COMPONENT_SERVER),
+            "spec": {
+                "replicas": r.spec.replicas,
+                "selector": {"matchLabels": selector(r, COMPONENT_SERVER)},
+                # Never ask for more GPUs than the replicas hold: replace pods one at a time.
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
+                "template": {
+                    "metadata": {"labels": labels(r, COMPONENT_SERVER), "annotations": pod_annotations},
+                    "spec": pod_spec,
+                },
+            },
+        }
+    )
+
+
+def service(r: Resolved, owner: Owner | None) -> Obj:
+    return stamp(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta(r, r.service_name, owner, COMPONENT_SERVER),
+            "spec": {
+                "type": "ClusterIP",
+                "selector": selector(r, COMPONENT_SERVER),
+                "ports": [{"name": "http", "port": SERVER_PORT, "targetPort": "http", "protocol": "TCP"}],
+            },
+        }
+    )
+
+
+def chatos_entry(r: Resolved) -> Obj:
+    """The models.json entry, in the shape of the seed guide's table."""
+    return {
+        "name": r.spec.chatos.displayName or r.served_model_name,
+        "provider": "minimax",
+        "base_url": r.base_url,
+        "model_id": r.served_model_name,
+    }
+
+
+def render_all(r: Resolved, owner: Owner | None, settings: OperatorSettings) -> list[Obj]:
+    """Every object, in the order the operator creates them (for `render`)."""
+    objs = [pvc(r, owner), download_job(r, owner, settings), deployment(r, owner), service(r, owner)]
+    return [o for o in objs if o is not None]

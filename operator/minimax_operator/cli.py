@@ -1,0 +1,157 @@
+"""Command line: `run` the operator, `render` a resource offline, print the `crd`, `download` weights."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import __version__, builders, crd
+from .api import MiniMaxDeployment
+from .builders import OperatorSettings, Owner
+from .presets import PRESETS
+from .resolve import LayoutError, resolve
+
+DEFAULT_DOWNLOAD_IMAGE = f"ghcr.io/chatos/minimax-operator:{__version__}"
+
+
+def _vllm_images(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        preset, sep, image = pair.partition("=")
+        if not sep or preset not in PRESETS:
+            raise SystemExit(f"--vllm-image wants PRESET=IMAGE with a preset of {', '.join(PRESETS)}; got {pair!r}")
+        out[preset] = image
+    return out
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    """Print the objects a resource reconciles into, like `helm template`."""
+    text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
+    out: list[dict[str, Any]] = []
+    for doc in yaml.safe_load_all(text):
+        if not doc:
+            continue
+        try:
+            mmd = MiniMaxDeployment.model_validate(doc)
+        except ValueError as e:
+            print(f"error: {args.file}: {e}", file=sys.stderr)
+            return 1
+        meta = mmd.metadata
+        namespace = meta.get("namespace") or args.namespace
+        try:
+            r = resolve(meta["name"], namespace, mmd.spec, _vllm_images(args.vllm_image))
+        except LayoutError as e:
+            print(f"error: {meta['name']}: {e}", file=sys.stderr)
+            return 1
+        owner = Owner(meta["name"], meta["uid"]) if meta.get("uid") else None
+        settings = OperatorSettings(download_image=args.download_image)
+        out += builders.render_all(r, owner, settings)
+        if mmd.spec.chatos.enabled:
+            ref = mmd.spec.chatos.configMapRef
+            out.append(
+                {
+                    "# ChatOS entry": f"upserted into ConfigMap {ref.namespace or namespace}/{ref.name}, "
+                    f"key {mmd.spec.chatos.key}, once the server is ready",
+                    "entry": builders.chatos_entry(r),
+                }
+            )
+    sys.stdout.write(yaml.safe_dump_all(out, sort_keys=False, width=120))
+    return 0
+
+
+def cmd_crd(_: argparse.Namespace) -> int:
+    sys.stdout.write(crd.crd_yaml())
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import kopf
+    from prometheus_client import start_http_server
+
+    from .handlers import register
+    from .kube import Kube, load_client
+    from .reconciler import Reconciler, Settings
+
+    kopf.configure(
+        verbose=args.log_level == "debug",
+        log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN,
+    )
+    logging.getLogger().setLevel(args.log_level.upper())
+    settings = Settings(
+        operator=OperatorSettings(download_image=args.download_image),
+        vllm_images=_vllm_images(args.vllm_image),
+        allow_chatos_namespaces=frozenset(args.allow_chatos_namespace),
+        create_chatos_configmap=args.create_chatos_configmap,
+        retry_base_seconds=args.retry_base_seconds,
+    )
+    if args.kubeconfig:
+        os.environ["KUBECONFIG"] = args.kubeconfig  # for kopf's own connection too
+    reconciler = Reconciler(Kube(load_client(args.kubeconfig)), settings)
+    registry = kopf.OperatorRegistry()
+    register(registry, reconciler, args.resync_seconds)
+    if args.metrics_port:
+        start_http_server(args.metrics_port)
+    namespaces = args.namespace or []
+    kopf.run(
+        registry=registry,
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        standalone=True,
+        liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None,
+    )
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from .download import main as download_main
+
+    return download_main(args)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="minimax-operator", description=__doc__)
+    p.add_argument("--version", action="version", version=__version__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the operator")
+    run.add_argument("--namespace", action="append", help="watch this namespace (repeat; globs allowed); default all")
+    run.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then $KUBECONFIG)")
+    run.add_argument("--resync-seconds", type=float, default=30.0, help="how often every resource is re-checked")
+    run.add_argument("--metrics-port", type=int, default=8080, help="Prometheus metrics port (0: off)")
+    run.add_argument("--health-port", type=int, default=8081, help="liveness endpoint /healthz port (0: off)")
+    run.add_argument("--download-image", default=DEFAULT_DOWNLOAD_IMAGE, help="image of the download Jobs")
+    run.add_argument("--vllm-image", action="append", default=[], metavar="PRESET=IMAGE", help="preset's vLLM image")
+    run.add_argument("--allow-chatos-namespace", action="append", default=[], help="namespace of a shared ChatOS")
+    run.add_argument("--create-chatos-configmap", action="store_true", help="create a missing ChatOS ConfigMap")
+    run.add_argument("--retry-base-seconds", type=int, default=60, help="first wait before a failed download retries")
+    run.add_argument("--log-format", choices=["json", "plain"], default="json")
+    run.add_argument("--log-level", choices=["debug", "info", "warning"], default="info")
+    run.set_defaults(func=cmd_run)
+
+    render = sub.add_parser("render", help="print the objects a MiniMaxDeployment becomes, offline")
+    render.add_argument("-f", "--file", required=True, help="YAML file with MiniMaxDeployment documents, or -")
+    render.add_argument("-n", "--namespace", default="default")
+    render.add_argument("--download-image", default=DEFAULT_DOWNLOAD_IMAGE)
+    render.add_argument("--vllm-image", action="append", default=[], metavar="PRESET=IMAGE")
+    render.set_defaults(func=cmd_render)
+
+    c = sub.add_parser("crd", help="print the CustomResourceDefinition")
+    c.set_defaults(func=cmd_crd)
+
+    from .download import add_arguments
+
+    d = sub.add_parser("download", help="fill a model folder from the Hugging Face Hub (the download Job runs this)")
+    add_arguments(d)
+    d.set_defaults(func=cmd_download)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    raise SystemExit(args.func(args))

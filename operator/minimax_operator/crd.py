@@ -1,0 +1,154 @@
+"""Generate the MiniMaxDeployment CRD from the pydantic models in api.py.
+
+Why: one source of truth. pydantic's JSON schema is close to what Kubernetes
+wants, but a structural schema must be self-contained (no $ref), must not use
+`null` for optional fields, and carries Kubernetes extensions (CEL rules,
+int-or-string, printer columns). `minimax-operator crd` prints the result and a
+test fails when crds/ differs from it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from . import api
+
+_DROP = {"title", "discriminator"}
+
+
+def _structural(node: Any, defs: dict[str, Any]) -> Any:
+    """Rewrite one pydantic schema node into a structural OpenAPI v3 node."""
+    if isinstance(node, list):
+        return [_structural(n, defs) for n in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        target = defs[node["$ref"].rsplit("/", 1)[-1]]
+        merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+        return _structural(merged, defs)
+    if "anyOf" in node:
+        options = [o for o in node["anyOf"] if o.get("type") != "null"]
+        rest = {k: v for k, v in node.items() if k != "anyOf"}
+        if len(options) == 1:  # Optional[X]: absent, never null
+            return _structural({**options[0], **rest}, defs)
+        if {o.get("type") for o in options} == {"integer", "string"}:  # a quantity
+            rest.pop("type", None)
+            return {**_structural(rest, defs), "x-kubernetes-int-or-string": True}
+        raise ValueError(f"unsupported anyOf in CRD schema: {node}")
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in _DROP or key == "$defs":
+            continue
+        if key == "default" and value is None:
+            continue
+        if key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
+            out["minimum" if key == "exclusiveMinimum" else "maximum"] = value  # OpenAPI 3.0 form
+            out[key] = True
+            continue
+        if key == "const":  # pydantic renders one-value Literals as const
+            out["enum"] = [value]
+            continue
+        if key == "additionalProperties" and value is False:
+            continue  # unknown fields are pruned by the API server anyway
+        if key in ("properties",):
+            out[key] = {name: _structural(sub, defs) for name, sub in value.items()}
+        elif key in ("items", "additionalProperties"):
+            out[key] = _structural(value, defs)
+        else:
+            out[key] = value
+    if out.get("x-kubernetes-int-or-string"):
+        out.pop("type", None)
+    if "enum" in out and "type" not in out:
+        kinds = {type(v) for v in out["enum"]}
+        out["type"] = "integer" if kinds == {int} else "string"
+    if "x-kubernetes-preserve-unknown-fields" in out:
+        out["type"] = "object"
+        out.pop("additionalProperties", None)
+    return out
+
+
+def openapi_schema(model: type[api._Model]) -> dict[str, Any]:
+    """Structural schema of one model."""
+    raw = model.model_json_schema(mode="validation", ref_template="#/$defs/{model}")
+    result: dict[str, Any] = _structural(raw, raw.get("$defs", {}))
+    return result
+
+
+def crd() -> dict[str, Any]:
+    """The whole CustomResourceDefinition object."""
+    spec_schema = openapi_schema(api.MiniMaxDeploymentSpec)
+    status_schema = openapi_schema(api.MiniMaxDeploymentStatus)
+    # Status is written by the operator only; it carries no defaults that the API server would add.
+    _strip_defaults(status_schema)
+    ready = '.status.conditions[?(@.type=="Ready")].status'
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{api.PLURAL}.{api.GROUP}",
+            "labels": {"app.kubernetes.io/name": "minimax-operator", "app.kubernetes.io/part-of": "minimax-operator"},
+        },
+        "spec": {
+            "group": api.GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": api.KIND,
+                "listKind": f"{api.KIND}List",
+                "plural": api.PLURAL,
+                "singular": api.SINGULAR,
+                "shortNames": api.SHORT_NAMES,
+                "categories": api.CATEGORIES,
+            },
+            "versions": [
+                {
+                    "name": api.VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": [
+                        {"name": "Model", "type": "string", "jsonPath": ".status.model"},
+                        {"name": "TP", "type": "integer", "jsonPath": ".status.tensorParallelSize"},
+                        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+                        {"name": "Ready", "type": "string", "jsonPath": ready},
+                        {"name": "Download", "type": "string", "jsonPath": ".status.download.progress"},
+                        {"name": "Endpoint", "type": "string", "jsonPath": ".status.endpoint"},
+                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                    ],
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": (
+                                "MiniMaxDeployment serves a MiniMax open-weight model with vLLM on "
+                                "the cluster's GPUs and registers it in ChatOS."
+                            ),
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec_schema,
+                                "status": status_schema,
+                            },
+                            "required": ["spec"],
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def _strip_defaults(node: Any) -> None:
+    if isinstance(node, dict):
+        node.pop("default", None)
+        for value in node.values():
+            _strip_defaults(value)
+    elif isinstance(node, list):
+        for value in node:
+            _strip_defaults(value)
+
+
+def crd_yaml() -> str:
+    header = "# Generated by `minimax-operator crd` from operator/minimax_operator/api.py. Do not edit.\n"
+    return header + yaml.safe_dump(crd(), sort_keys=False, width=120)

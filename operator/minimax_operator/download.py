@@ -1,0 +1,231 @@
+"""`minimax-operator download`: fill a model folder from the Hugging Face Hub, verified.
+
+The download Job runs this in the operator's image. It uses huggingface_hub's
+Python API (the `huggingface-cli` of the seed guide is gone in 1.x), resumes
+what an earlier attempt left, checks the listing against the disk before it
+starts, verifies every file's size and every LFS file's sha256 against the Hub's
+metadata, then writes a completion marker. A folder whose marker matches the
+wanted revision is not downloaded again.
+
+The result (or a failure reason) goes to /dev/termination-log as one JSON line,
+where the operator reads it from the pod's status without exec.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MARKER = ".minimax-complete.json"
+VERIFIED = ".minimax-verified.json"
+TERMINATION_LOG = os.environ.get("MINIMAX_TERMINATION_LOG", "/dev/termination-log")
+
+
+class DownloadError(Exception):
+    """A failure with a stable reason code the operator shows in status."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    path: str
+    size: int
+    sha256: str | None  # LFS files only
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--repo", required=True, help="Hugging Face repo, org/name")
+    p.add_argument("--revision", default=None, help="commit, branch or tag (default main)")
+    p.add_argument("--dest", required=True, help="model folder to fill")
+    p.add_argument("--claim-mount", default=None, help="mount point of the PVC, for the free-space check")
+    p.add_argument("--allow-pattern", action="append", default=[], help="only files matching (repeat)")
+    p.add_argument("--endpoint", default=os.environ.get("HF_ENDPOINT"), help="Hub or mirror URL (HF_ENDPOINT)")
+    p.add_argument("--max-workers", type=int, default=8)
+
+
+def _selected(files: list[RemoteFile], patterns: list[str]) -> list[RemoteFile]:
+    if not patterns:
+        return files
+    return [f for f in files if any(fnmatch.fnmatch(f.path, pat) for pat in patterns)]
+
+
+def listing(api: Any, repo: str, revision: str | None) -> tuple[str, list[RemoteFile]]:
+    """The resolved commit and its files, with sizes and LFS hashes."""
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    try:
+        info = api.model_info(repo, revision=revision, files_metadata=True)
+    except GatedRepoError as e:
+        raise DownloadError(
+            "Unauthorized", f"{repo} is gated: set spec.download.tokenSecretRef to a token with access"
+        ) from e
+    except RepositoryNotFoundError as e:
+        status = getattr(getattr(e, "response", None), "status_code", None)
+        if status in (401, 403):
+            raise DownloadError("Unauthorized", f"the token was refused for {repo} (HTTP {status})") from e
+        raise DownloadError("RepoNotFound", f"{repo} does not exist (or is private: set a token)") from e
+    except RevisionNotFoundError as e:
+        raise DownloadError("RevisionNotFound", f"revision {revision} of {repo} does not exist") from e
+    except HfHubHTTPError as e:
+        status = getattr(getattr(e, "response", None), "status_code", None)
+        if status in (401, 403):
+            raise DownloadError("Unauthorized", f"the Hub refused the token (HTTP {status})") from e
+        raise DownloadError("HubError", f"the Hub answered HTTP {status}: {e}") from e
+    except OSError as e:  # connection refused, DNS, TLS
+        raise DownloadError("EndpointUnreachable", f"cannot reach the Hub endpoint: {e}") from e
+    files = []
+    for s in info.siblings or []:
+        lfs = getattr(s, "lfs", None)
+        sha = getattr(lfs, "sha256", None) if lfs is not None else None
+        if sha is None and isinstance(lfs, dict):
+            sha = lfs.get("sha256")
+        files.append(RemoteFile(s.rfilename, int(s.size or 0), sha))
+    return str(info.sha), files
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(8 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify(dest: Path, files: list[RemoteFile]) -> None:
+    """Every file present with its size; LFS files' sha256 (each checked once per size and mtime)."""
+    cache_path = dest / VERIFIED
+    try:
+        cache = json.loads(cache_path.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    problems = []
+    for f in files:
+        p = dest / f.path
+        if not p.is_file():
+            problems.append(f"{f.path} is missing")
+            continue
+        stat = p.stat()
+        if stat.st_size != f.size:
+            problems.append(f"{f.path} has {stat.st_size} bytes, the Hub lists {f.size}")
+            continue
+        if f.sha256:
+            stamp = f"{stat.st_size}:{stat.st_mtime_ns}:{f.sha256}"
+            if cache.get(f.path) == stamp:
+                continue
+            if _sha256(p) != f.sha256:
+                problems.append(f"{f.path} does not match its sha256")
+                p.unlink()  # a corrupt file must be fetched again, not resumed
+                continue
+            cache[f.path] = stamp
+    cache_path.write_text(json.dumps(cache))
+    if problems:
+        raise DownloadError("VerificationFailed", "; ".join(problems[:5]))
+
+
+def _already_complete(dest: Path, commit: str, files: list[RemoteFile]) -> bool:
+    try:
+        marker = json.loads((dest / MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(marker.get("revision") == commit and marker.get("files") == sorted(f.path for f in files))
+
+
+def _present_bytes(dest: Path, files: list[RemoteFile]) -> int:
+    total = 0
+    for f in files:
+        p = dest / f.path
+        if p.is_file():
+            total += min(p.stat().st_size, f.size)
+    return total
+
+
+def check_space(dest: Path, mount: Path, files: list[RemoteFile]) -> None:
+    need = sum(f.size for f in files) - _present_bytes(dest, files)
+    free = shutil.disk_usage(mount).free
+    if need > free:
+        raise DownloadError(
+            "InsufficientStorage",
+            f"{need / 1e9:.1f} GB still to download but only {free / 1e9:.1f} GB free in the PVC: "
+            "raise spec.storage.size",
+        )
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from huggingface_hub import HfApi, snapshot_download
+
+    token = os.environ.get("HF_TOKEN") or None
+    api = HfApi(endpoint=args.endpoint, token=token)
+    commit, all_files = listing(api, args.repo, args.revision)
+    files = _selected(all_files, args.allow_pattern)
+    if not files:
+        raise DownloadError("NoFiles", f"no file of {args.repo} matches spec.download.allowPatterns")
+    dest = Path(args.dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    result = {"revision": commit, "filesTotal": len(files), "bytesTotal": sum(f.size for f in files)}
+    if _already_complete(dest, commit, files):
+        return {**result, "skipped": True}
+    check_space(dest, Path(args.claim_mount or dest), files)
+    started = time.monotonic()
+    try:
+        snapshot_download(
+            args.repo,
+            revision=commit,
+            local_dir=str(dest),
+            allow_patterns=[f.path for f in files],
+            endpoint=args.endpoint,
+            token=token,
+            max_workers=args.max_workers,
+        )
+    except OSError as e:
+        if getattr(e, "errno", None) == 28:
+            raise DownloadError("InsufficientStorage", "the PVC is full: raise spec.storage.size") from e
+        raise DownloadError("DownloadInterrupted", str(e)) from e
+    verify(dest, files)
+    marker = {
+        "repo": args.repo,
+        "revision": commit,
+        "files": sorted(f.path for f in files),
+        "bytes": result["bytesTotal"],
+        "completedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    (dest / MARKER).write_text(json.dumps(marker, indent=1))
+    return {**result, "seconds": round(time.monotonic() - started, 1)}
+
+
+def _terminate(payload: dict[str, Any]) -> None:
+    line = json.dumps(payload)
+    print(line, flush=True)
+    try:
+        with open(TERMINATION_LOG, "w") as f:
+            f.write(line)
+    except OSError:
+        pass  # not in a pod
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        result = run(args)
+    except DownloadError as e:
+        print(f"error: {e}", file=sys.stderr)
+        _terminate({"reason": e.reason, "message": e.message})
+        return 1
+    _terminate(result)
+    return 0

@@ -1,0 +1,175 @@
+"""A small, typed-enough Kubernetes client over the official ApiClient.
+
+Why not the generated per-kind APIs: the operator handles a handful of kinds the
+same way (get, list, server-side apply, delete) and wants plain dicts, the shape
+builders produce. One field manager for every apply.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import uuid
+from typing import Any
+
+import kubernetes
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+
+from .api import GROUP, PLURAL, VERSION
+
+log = logging.getLogger(__name__)
+
+FIELD_MANAGER = "minimax-operator"
+Obj = dict[str, Any]
+
+_PATHS: dict[str, tuple[str, str]] = {
+    "PersistentVolumeClaim": ("/api/v1", "persistentvolumeclaims"),
+    "Service": ("/api/v1", "services"),
+    "Pod": ("/api/v1", "pods"),
+    "ConfigMap": ("/api/v1", "configmaps"),
+    "Event": ("/api/v1", "events"),
+    "Job": ("/apis/batch/v1", "jobs"),
+    "Deployment": ("/apis/apps/v1", "deployments"),
+    "MiniMaxDeployment": (f"/apis/{GROUP}/{VERSION}", PLURAL),
+}
+
+
+class Conflict(Exception):
+    """The object changed since it was read (HTTP 409)."""
+
+
+def load_client(kubeconfig: str | None = None) -> ApiClient:
+    """In-cluster credentials when running in a pod, else the kubeconfig."""
+    try:
+        kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+    return ApiClient()
+
+
+def _path(kind: str, namespace: str, name: str | None = None, sub: str | None = None) -> str:
+    prefix, plural = _PATHS[kind]
+    path = f"{prefix}/namespaces/{namespace}/{plural}"
+    if name:
+        path += f"/{name}"
+    if sub:
+        path += f"/{sub}"
+    return path
+
+
+class Kube:
+    """The API calls the operator makes; each one maps to one RBAC rule."""
+
+    def __init__(self, client: ApiClient):
+        self.client = client
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: list[tuple[str, str]] | None = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        method_, url, headers, payload, _ = self.client.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=query or [],
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        resp = self.client.call_api(method_, url, header_params=headers, body=payload)
+        resp.read()  # type: ignore[no-untyped-call]
+        if not 200 <= resp.status < 300:
+            if resp.status == 409:
+                raise Conflict(str(resp.reason))
+            raise ApiException(http_resp=resp)
+        data = resp.data
+        return json.loads(data) if data else None
+
+    def get(self, kind: str, namespace: str, name: str) -> Obj | None:
+        try:
+            obj: Obj = self._call("GET", _path(kind, namespace, name))
+            return obj
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
+    def list(self, kind: str, namespace: str, selector: dict[str, str]) -> list[Obj]:
+        query = [("labelSelector", ",".join(f"{k}={v}" for k, v in sorted(selector.items())))]
+        items: list[Obj] = self._call("GET", _path(kind, namespace), query=query)["items"]
+        return items
+
+    def apply(self, obj: Obj) -> Obj:
+        """Server-side apply with the operator's field manager (it owns what it sets)."""
+        meta = obj["metadata"]
+        result: Obj = self._call(
+            "PATCH",
+            _path(obj["kind"], meta["namespace"], meta["name"]),
+            body=obj,
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            content_type="application/apply-patch+yaml",
+        )
+        return result
+
+    def delete(self, kind: str, namespace: str, name: str) -> bool:
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+        try:
+            self._call("DELETE", _path(kind, namespace, name), body=body)
+            return True
+        except ApiException as e:
+            if e.status == 404:
+                return False
+            raise
+
+    def replace(self, obj: Obj) -> Obj:
+        """PUT with the resourceVersion read earlier: optimistic concurrency for shared objects."""
+        meta = obj["metadata"]
+        result: Obj = self._call("PUT", _path(obj["kind"], meta["namespace"], meta["name"]), body=obj)
+        return result
+
+    def create(self, obj: Obj) -> Obj:
+        result: Obj = self._call("POST", _path(obj["kind"], obj["metadata"]["namespace"]), body=obj)
+        return result
+
+    def patch_status(self, namespace: str, name: str, status: Obj) -> None:
+        self._call(
+            "PATCH",
+            _path("MiniMaxDeployment", namespace, name, "status"),
+            body={"status": status},
+            content_type="application/merge-patch+json",
+        )
+
+    def event(self, owner: Obj, event_type: str, reason: str, message: str) -> None:
+        """A core/v1 Event on the MiniMaxDeployment, as `kubectl describe` shows them."""
+        meta = owner["metadata"]
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:12]}", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": owner["apiVersion"],
+                "kind": owner["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": event_type,
+            "reason": reason,
+            "message": message[:1024],
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "source": {"component": FIELD_MANAGER},
+            "reportingComponent": FIELD_MANAGER,
+        }
+        try:
+            self.create(event)
+        except ApiException as e:  # an event is best effort: never fail a reconcile for it
+            log.warning("could not post event %s: %s", reason, e.reason)

@@ -1,0 +1,140 @@
+"""Facts about MiniMax's open-weight models, one preset each.
+
+Why here and not in the CRD: these numbers decide the default layout, the vLLM
+flags and the PVC size, and the layout checks read them too. Keeping them in one
+table means the docs, the checks and the builders can never disagree.
+Sources: MiniMax's deploy guides and vLLM's recipes (see docs/models/*.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One MiniMax model as the operator serves it by default."""
+
+    name: str
+    repo: str
+    family: str
+    vllm_image: str
+    #: vLLM versions that can serve it, for docs and error messages.
+    vllm_versions: str
+    tensor_parallel_size: int
+    #: Size of the checkpoint on disk, in GB (10^9 bytes).
+    disk_gb: int
+    #: GPU memory the weights take once loaded (after any quantization), in GB.
+    weights_vram_gb: int
+    max_model_len: int
+    #: Flags every deployment of this model needs; the operator owns them.
+    flags: tuple[str, ...]
+    #: MoE expert MLP width; with an FP8 block size it limits tensor parallelism.
+    moe_intermediate_size: int | None = None
+    fp8_block_size: int | None = None
+    expert_parallel: bool = False
+    startup_timeout_seconds: int = 3600
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+_M2_FLAGS = (
+    "--trust-remote-code",
+    "--enable-auto-tool-choice",
+    "--tool-call-parser",
+    "minimax_m2",
+    "--reasoning-parser",
+    "minimax_m2_append_think",
+)
+_M1_FLAGS = ("--trust-remote-code", "--quantization", "experts_int8", "--dtype", "bfloat16")
+_M3_FLAGS = (
+    "--trust-remote-code",
+    "--block-size",
+    "128",
+    "--enable-auto-tool-choice",
+    "--tool-call-parser",
+    "minimax_m3",
+    "--reasoning-parser",
+    "minimax_m3",
+    "--language-model-only",
+)
+
+
+def _m1(name: str, max_len: int) -> Preset:
+    return Preset(
+        name=name,
+        repo=f"MiniMaxAI/{name}",
+        family="MiniMax-M1",
+        vllm_image="vllm/vllm-openai:v0.10.2",
+        vllm_versions=">=0.9.2, <=0.23.0 (later vLLM removed M1)",
+        tensor_parallel_size=8,
+        disk_gb=920,
+        weights_vram_gb=480,
+        max_model_len=max_len,
+        flags=_M1_FLAGS,
+        startup_timeout_seconds=7200,
+        notes=("BF16 checkpoint (456B total, 45.9B active) served with experts_int8",),
+    )
+
+
+def _m2(name: str, image: str, versions: str) -> Preset:
+    return Preset(
+        name=name,
+        repo=f"MiniMaxAI/{name}",
+        family="MiniMax-M2",
+        vllm_image=image,
+        vllm_versions=versions,
+        tensor_parallel_size=4,
+        disk_gb=230,
+        weights_vram_gb=230,
+        max_model_len=196608,
+        flags=_M2_FLAGS,
+        moe_intermediate_size=1536,
+        fp8_block_size=128,
+        startup_timeout_seconds=3600,
+        notes=("FP8 (block 128) checkpoint, 230B total / 10B active",),
+    )
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        _m1("MiniMax-M1-40k", 40960),
+        _m1("MiniMax-M1-80k", 81920),
+        _m2("MiniMax-M2", "vllm/vllm-openai:v0.11.2", ">=0.11.0"),
+        _m2("MiniMax-M2.1", "vllm/vllm-openai:v0.11.2", ">=0.11.0"),
+        _m2("MiniMax-M2.5", "vllm/vllm-openai:v0.20.0", ">=0.20"),
+        _m2("MiniMax-M2.7", "vllm/vllm-openai:v0.20.0", ">=0.20"),
+        Preset(
+            name="MiniMax-M3",
+            repo="MiniMaxAI/MiniMax-M3",
+            family="MiniMax-M3",
+            vllm_image="vllm/vllm-openai:v0.24.0",
+            vllm_versions=">=0.24 (unverified)",
+            tensor_parallel_size=8,
+            disk_gb=860,
+            weights_vram_gb=860,
+            max_model_len=196608,
+            flags=_M3_FLAGS,
+            expert_parallel=True,
+            startup_timeout_seconds=7200,
+            notes=("BF16 vision-language checkpoint, 427B total / 26B active",),
+        ),
+        Preset(
+            name="MiniMax-M3-MXFP8",
+            repo="MiniMaxAI/MiniMax-M3-MXFP8",
+            family="MiniMax-M3",
+            vllm_image="vllm/vllm-openai:v0.24.0",
+            vllm_versions=">=0.24 (unverified)",
+            tensor_parallel_size=8,
+            disk_gb=450,
+            weights_vram_gb=450,
+            max_model_len=196608,
+            flags=_M3_FLAGS,
+            expert_parallel=True,
+            startup_timeout_seconds=5400,
+            notes=("MXFP8 checkpoint (size unverified)",),
+        ),
+    )
+}
+
+PRESET_NAMES: tuple[str, ...] = tuple(PRESETS)

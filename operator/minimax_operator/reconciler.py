@@ -1,0 +1,415 @@
+"""Reconcile one MiniMaxDeployment: compare desired with observed, apply the difference.
+
+Level-triggered and idempotent: every call reads the world, applies only objects
+whose desired content changed (a hash annotation records what was applied), and
+writes status only when it differs. So a resync of a Ready resource makes no
+mutating request, and an operator restarted at any point converges without
+duplicates (every name it creates is derived from the spec and status).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from . import builders, chatos
+from . import status as st
+from .api import CONDITION_TYPES, MiniMaxDeploymentSpec
+from .builders import HASH_ANNOTATION, OperatorSettings, Owner
+from .kube import Conflict, Kube
+from .metrics import RECONCILES, WRITES
+from .resolve import LayoutError, Resolved, resolve
+
+log = logging.getLogger(__name__)
+Obj = dict[str, Any]
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def iso(t: dt.datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How this operator instance behaves (command-line flags)."""
+
+    operator: OperatorSettings = field(default_factory=OperatorSettings)
+    vllm_images: dict[str, str] = field(default_factory=dict)
+    allow_chatos_namespaces: frozenset[str] = frozenset()
+    create_chatos_configmap: bool = False
+    #: Waits before a failed download Job is tried again: base * 2^attempt, capped.
+    retry_base_seconds: int = 60
+    retry_max_seconds: int = 1800
+
+
+class Reconciler:
+    def __init__(self, kube: Kube, settings: Settings, clock: Callable[[], dt.datetime] = utcnow):
+        self.kube = kube
+        self.settings = settings
+        self.clock = clock
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def _lock(self, uid: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(uid, threading.Lock())
+
+    # ---- entry points -----------------------------------------------------------------
+
+    def reconcile(self, body: Obj) -> None:
+        """Bring the cluster in line with one resource. Safe to call at any time, concurrently."""
+        with self._lock(body["metadata"]["uid"]):
+            fresh = self.kube.get("MiniMaxDeployment", body["metadata"]["namespace"], body["metadata"]["name"])
+            if fresh is None or fresh["metadata"].get("deletionTimestamp"):
+                return
+            try:
+                self._reconcile(fresh)
+                RECONCILES.labels(result="ok").inc()
+            except Exception:
+                RECONCILES.labels(result="error").inc()
+                raise
+
+    def finalize(self, body: Obj) -> None:
+        """On delete: take the model out of ChatOS. Weights stay unless retainOnDelete is false."""
+        meta = body["metadata"]
+        with self._lock(meta["uid"]):
+            owner_id = f"{meta['namespace']}/{meta['name']}"
+            for target in self._registration_targets(body):
+                try:
+                    self._unregister(target, owner_id)
+                except chatos.ChatOSConfigError as e:
+                    # Never block deletion on someone else's broken file; say so loudly instead.
+                    self.kube.event(body, "Warning", "UnregisterFailed", f"entry left in ChatOS: {e}")
+
+    # ---- the steps ----------------------------------------------------------------------
+
+    def _reconcile(self, body: Obj) -> None:
+        meta = body["metadata"]
+        ns, name, gen = meta["namespace"], meta["name"], meta.get("generation", 1)
+        old = body.get("status") or {}
+        new: Obj = {"observedGeneration": gen}
+        try:
+            spec = MiniMaxDeploymentSpec.model_validate(body.get("spec") or {})
+            r = resolve(name, ns, spec, self.settings.vllm_images)
+        except (ValidationError, LayoutError) as e:
+            reason = "LayoutInvalid" if isinstance(e, LayoutError) else "InvalidSpec"
+            msg = str(e)
+            conds = [
+                st.false("WeightsReady", reason, msg),
+                st.unknown("ServerReady", "WaitingForWeights"),
+                st.unknown("Registered", "WaitingForServer"),
+            ]
+            self._finish(body, old, new, conds, replicas=0)
+            return
+        new.update(model=r.model_label, servedModelName=r.served_model_name, tensorParallelSize=r.tensor_parallel_size)
+        owner = Owner(name=name, uid=meta["uid"])
+
+        weights = self._weights(r, owner, old, new)
+        server = self._server(r, owner, weights.status == "True", new)
+        registered = self._registration(body, r, server.status == "True", old, new)
+        self._finish(body, old, new, [weights, server, registered], replicas=spec.replicas)
+
+    def _finish(self, body: Obj, old: Obj, new: Obj, conds: list[st.Cond], replicas: int) -> None:
+        conds = [*conds, st.ready_condition(conds)]
+        assert tuple(c.type for c in conds) == CONDITION_TYPES
+        gen = new["observedGeneration"]
+        new["conditions"] = st.merge(old.get("conditions") or [], conds, gen, iso(self.clock()))
+        new["phase"] = st.phase(conds, replicas)
+        self._write_status(body, old, new)
+        for c in st.transitions(old.get("conditions") or [], conds):
+            kind = "Warning" if c.status == "False" and c.failed else "Normal"
+            self.kube.event(body, kind, c.reason, f"{c.type}={c.status}: {c.message}" if c.message else c.type)
+
+    def _write_status(self, body: Obj, old: Obj, new: Obj) -> None:
+        if new == old:
+            return
+        patch = dict(new)
+        for key in old:  # merge patch: removed keys must be nulled explicitly
+            patch.setdefault(key, None)
+        self.kube.patch_status(body["metadata"]["namespace"], body["metadata"]["name"], patch)
+        WRITES.labels(kind="MiniMaxDeployment/status").inc()
+
+    def _ensure(self, want: Obj) -> Obj:
+        """Apply `want` unless the live object already carries its hash."""
+        meta = want["metadata"]
+        have = self.kube.get(want["kind"], meta["namespace"], meta["name"])
+        wanted_hash = meta["annotations"][HASH_ANNOTATION]
+        if have is not None and (have["metadata"].get("annotations") or {}).get(HASH_ANNOTATION) == wanted_hash:
+            return have
+        WRITES.labels(kind=want["kind"]).inc()
+        return self.kube.apply(want)
+
+    # weights ------------------------------------------------------------------------------
+
+    def _weights(self, r: Resolved, owner: Owner, old: Obj, new: Obj) -> st.Cond:
+        want_pvc = builders.pvc(r, owner)
+        if want_pvc is not None:
+            try:
+                self._ensure(want_pvc)
+            except ApiException as e:
+                return st.false("WeightsReady", "ApplyFailed", f"PVC {r.claim_name}: {_api_message(e)}")
+        elif self.kube.get("PersistentVolumeClaim", r.namespace, r.claim_name) is None:
+            return st.false(
+                "WeightsReady", "ClaimNotFound", f"spec.storage.existingClaim: PVC {r.claim_name} does not exist"
+            )
+
+        dl_old = old.get("download") or {}
+        base = builders.download_job_name(r, 0)
+        same_weights = str(dl_old.get("jobName", "")).startswith(base)
+        attempt = int(dl_old.get("attempt", 0)) if same_weights else 0
+        last_failure = dl_old.get("lastFailureTime") if same_weights else None
+        job_name = builders.download_job_name(r, attempt)
+        dl: Obj = {"jobName": job_name, "attempt": attempt}
+        if last_failure:
+            dl["lastFailureTime"] = last_failure
+        new["download"] = dl
+
+        job = self.kube.get("Job", r.namespace, job_name)
+        if job is None:
+            job = self._ensure(builders.download_job(r, owner, self.settings.operator, attempt))
+        pods = self.kube.list("Pod", r.namespace, {"job-name": job_name})
+        done = _job_condition(job, "Complete")
+        failed = _job_condition(job, "Failed")
+        self._delete_stale_jobs(r, job_name, keep_older_attempts=not done)
+
+        if done:
+            result = _parse_result(st.terminated_message(pods, "Succeeded"))
+            dl.update({k: v for k, v in result.items() if k in ("revision", "filesTotal", "bytesTotal")})
+            dl.pop("lastFailureTime", None)
+            if dl.get("bytesTotal"):
+                dl.update(bytesDone=dl["bytesTotal"], progress="100%")
+            if dl.get("filesTotal"):
+                dl["filesDone"] = dl["filesTotal"]
+            rev = f" at revision {dl['revision']}" if dl.get("revision") else ""
+            return st.true("WeightsReady", "Downloaded", f"weights of {r.repo}{rev} verified in PVC {r.claim_name}")
+        if failed:
+            reason_text = st.terminated_message(pods, "Failed") or failed.get("message", "the download Job failed")
+            failed_at = dl.get("lastFailureTime") or iso(self.clock())
+            dl["lastFailureTime"] = failed_at
+            wait = min(self.settings.retry_max_seconds, self.settings.retry_base_seconds * 2**attempt)
+            retry_at = _parse_time(failed_at) + dt.timedelta(seconds=wait)
+            if self.clock() >= retry_at:
+                dl["attempt"] = attempt + 1
+                dl["jobName"] = builders.download_job_name(r, attempt + 1)
+                dl.pop("lastFailureTime", None)
+                self._ensure(builders.download_job(r, owner, self.settings.operator, attempt + 1))
+                return st.false("WeightsReady", "Downloading", f"retrying after: {reason_text}")
+            return st.false("WeightsReady", "DownloadFailed", f"{reason_text} (retry {attempt + 1} at {iso(retry_at)})")
+        problem = st.pod_problem(pods)
+        if problem:
+            return st.false("WeightsReady", problem[0], problem[1])
+        running = [p for p in pods if p.get("status", {}).get("phase") == "Running"]
+        if running:
+            newest = max(running, key=lambda p: p["metadata"].get("creationTimestamp", ""))
+            annotation = (newest["metadata"].get("annotations") or {}).get(builders.PROGRESS_ANNOTATION)
+            dl.update(st.progress(annotation))
+            pct = f" ({dl['progress']})" if dl.get("progress") else ""
+            return st.false("WeightsReady", "Downloading", f"downloading {r.repo} into PVC {r.claim_name}{pct}")
+        return st.false("WeightsReady", "Pending", f"download Job {job_name} is waiting for its pod")
+
+    def _delete_stale_jobs(self, r: Resolved, current: str, keep_older_attempts: bool) -> None:
+        jobs = self.kube.list("Job", r.namespace, {**builders.selector(r, builders.COMPONENT_DOWNLOAD)})
+        for job in jobs:
+            job_name = job["metadata"]["name"]
+            if job_name == current:
+                continue
+            same_key = (job["metadata"].get("annotations") or {}).get(builders.WEIGHTS_ANNOTATION) == r.weights_key
+            if same_key and keep_older_attempts:
+                continue  # keep a failed attempt's pods (and logs) until a newer one succeeds
+            self.kube.delete("Job", r.namespace, job_name)
+            WRITES.labels(kind="Job/delete").inc()
+
+    # server -------------------------------------------------------------------------------
+
+    def _server(self, r: Resolved, owner: Owner, weights_ready: bool, new: Obj) -> st.Cond:
+        dep = self.kube.get("Deployment", r.namespace, r.name)
+        if weights_ready:
+            try:
+                dep = self._ensure(builders.deployment(r, owner))
+                self._ensure(builders.service(r, owner))
+            except ApiException as e:
+                return st.false("ServerReady", "ApplyFailed", _api_message(e))
+        if dep is None:
+            return st.false("ServerReady", "WaitingForWeights", "the server starts once the weights are verified")
+        new["endpoint"] = r.endpoint
+        want = r.spec.replicas
+        if want == 0:
+            return st.false("ServerReady", "Stopped", "spec.replicas is 0")
+        s = dep.get("status") or {}
+        current = s.get("observedGeneration", 0) >= dep["metadata"].get("generation", 0)
+        updated, available = s.get("updatedReplicas", 0), s.get("availableReplicas", 0)
+        if current and updated >= want and available >= want and s.get("replicas", 0) == want:
+            return st.true("ServerReady", "Available", f"{available}/{want} replicas serving {r.served_model_name}")
+        pods = self.kube.list("Pod", r.namespace, builders.selector(r, builders.COMPONENT_SERVER))
+        problem = st.pod_problem(pods)
+        if problem:
+            return st.false("ServerReady", problem[0], problem[1])
+        return st.false("ServerReady", "Starting", f"{available}/{want} replicas ready (loading weights)")
+
+    # ChatOS -------------------------------------------------------------------------------
+
+    def _target(self, body: Obj, spec: MiniMaxDeploymentSpec) -> Obj:
+        ref = spec.chatos.configMapRef
+        return {
+            "configMap": ref.name,
+            "namespace": ref.namespace or body["metadata"]["namespace"],
+            "key": spec.chatos.key,
+        }
+
+    def _registration_targets(self, body: Obj) -> list[Obj]:
+        targets = []
+        reg = (body.get("status") or {}).get("registration")
+        if reg:
+            targets.append({k: reg[k] for k in ("configMap", "namespace", "key")})
+        try:
+            spec = MiniMaxDeploymentSpec.model_validate(body.get("spec") or {})
+            t = self._target(body, spec)
+            if t not in targets and self._namespace_allowed(body, t):
+                targets.append(t)
+        except ValidationError:
+            pass
+        return targets
+
+    def _namespace_allowed(self, body: Obj, target: Obj) -> bool:
+        return bool(
+            target["namespace"] == body["metadata"]["namespace"]
+            or target["namespace"] in self.settings.allow_chatos_namespaces
+        )
+
+    def _registration(self, body: Obj, r: Resolved, server_ready: bool, old: Obj, new: Obj) -> st.Cond:
+        spec = r.spec
+        owner_id = f"{r.namespace}/{r.name}"
+        reg_old = old.get("registration")
+        target = self._target(body, spec)
+        wanted = spec.chatos.enabled and spec.replicas > 0
+        try:
+            if reg_old and (not wanted or {k: reg_old[k] for k in target} != target):
+                self._unregister({k: reg_old[k] for k in target}, owner_id)
+                reg_old = None
+            if not spec.chatos.enabled:
+                return st.true("Registered", "Disabled", "spec.chatos.enabled is false")
+            if not wanted:
+                return st.false("Registered", "Stopped", "not registered while spec.replicas is 0")
+            if not self._namespace_allowed(body, target):
+                return st.false(
+                    "Registered",
+                    "NamespaceNotAllowed",
+                    f"spec.chatos.configMapRef.namespace: {target['namespace']} is not allowed for this operator "
+                    "(start it with --allow-chatos-namespace)",
+                )
+            if not server_ready and not reg_old:
+                return st.unknown("Registered", "WaitingForServer", "registers once the server is ready")
+            entry = builders.chatos_entry(r)
+            self._register(target, entry, owner_id)
+        except (chatos.ModelIdTaken, chatos.ChatOSConfigError, _ConfigMapMissing) as e:
+            if reg_old:
+                new["registration"] = reg_old
+            reason = {
+                chatos.ModelIdTaken: "ModelIdTaken",
+                chatos.ChatOSConfigError: "InvalidChatOSConfig",
+                _ConfigMapMissing: "ConfigMapNotFound",
+            }[type(e)]
+            return st.false("Registered", reason, str(e))
+        new["registration"] = {**target, "modelId": r.served_model_name}
+        where = f"{target['namespace']}/{target['configMap']} key {target['key']}"
+        return st.true("Registered", "Registered", f"model_id {r.served_model_name} registered in ConfigMap {where}")
+
+    def _register(self, target: Obj, entry: Obj, owner_id: str) -> None:
+        def change(text: str | None, owners: dict[str, str]) -> tuple[str | None, dict[str, str]]:
+            return chatos.upsert(text, owners, entry, owner_id, target["key"])
+
+        self._edit_configmap(target, change, create=self.settings.create_chatos_configmap)
+
+    def _unregister(self, target: Obj, owner_id: str) -> None:
+        def change(text: str | None, owners: dict[str, str]) -> tuple[str | None, dict[str, str]]:
+            return chatos.remove(text, owners, owner_id, target["key"])
+
+        with contextlib.suppress(_ConfigMapMissing):  # no ConfigMap: nothing to remove
+            self._edit_configmap(target, change, create=False)
+
+    def _edit_configmap(
+        self,
+        target: Obj,
+        change: Callable[[str | None, dict[str, str]], tuple[str | None, dict[str, str]]],
+        create: bool,
+    ) -> None:
+        """Read-modify-write with the resourceVersion read: concurrent writers never lose entries."""
+        for _ in range(20):
+            cm = self.kube.get("ConfigMap", target["namespace"], target["configMap"])
+            if cm is None:
+                if not create:
+                    raise _ConfigMapMissing(
+                        f"spec.chatos.configMapRef: ConfigMap {target['namespace']}/{target['configMap']} does not "
+                        "exist (the operator creates it only when started with --create-chatos-configmap)"
+                    )
+                cm = {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": target["configMap"], "namespace": target["namespace"]},
+                    "data": {},
+                }
+            annotations = cm["metadata"].setdefault("annotations", {}) or {}
+            cm["metadata"]["annotations"] = annotations
+            owners = chatos.parse_owners(annotations.get(chatos.OWNERS_ANNOTATION))
+            data = cm.get("data") or {}
+            text, new_owners = change(data.get(target["key"]), owners)
+            if text is None:
+                return
+            data[target["key"]] = text
+            cm["data"] = data
+            if new_owners:
+                annotations[chatos.OWNERS_ANNOTATION] = chatos.dump_owners(new_owners)
+            else:
+                annotations.pop(chatos.OWNERS_ANNOTATION, None)
+            try:
+                if "resourceVersion" in cm["metadata"]:
+                    self.kube.replace(cm)
+                else:
+                    self.kube.create(cm)
+                WRITES.labels(kind="ConfigMap").inc()
+                return
+            except Conflict:
+                continue  # someone else wrote in between: read again and redo the change
+        raise RuntimeError(f"ConfigMap {target['namespace']}/{target['configMap']} kept changing; will retry")
+
+
+class _ConfigMapMissing(Exception):
+    pass
+
+
+def _job_condition(job: Obj, type_: str) -> Obj | None:
+    for c in (job.get("status") or {}).get("conditions") or []:
+        if c.get("type") == type_ and c.get("status") == "True":
+            return dict(c)
+    return None
+
+
+def _parse_result(message: str) -> Obj:
+    try:
+        out = json.loads(message)
+        return out if isinstance(out, dict) else {}
+    except json.JSONDecodeError:
+        return {}
+
+
+def _parse_time(value: str) -> dt.datetime:
+    return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+
+
+def _api_message(e: ApiException) -> str:
+    try:
+        return str(json.loads(e.body or "").get("message", e.reason))
+    except (TypeError, ValueError):
+        return str(e.reason)

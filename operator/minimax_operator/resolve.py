@@ -1,0 +1,166 @@
+"""Turn a spec and its preset into the effective settings, and check the layout.
+
+Why: defaults that depend on the preset cannot live in the CRD, and the operator
+never writes them back to spec (GitOps tools would see drift). Everything the
+builders need is resolved here once, and every layout mistake that would only
+show up hours later as a crashing vLLM pod is caught here, before any GPU or
+byte of storage is requested.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+
+from .api import MiniMaxDeploymentSpec
+from .presets import PRESETS, Preset
+
+MODELS_MOUNT = "/models"
+GB = 10**9
+GIB = 2**30
+
+
+class LayoutError(ValueError):
+    """A spec that would never serve; the message says what to change."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"spec.{field}: {message}")
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Effective settings of one MiniMaxDeployment."""
+
+    name: str
+    namespace: str
+    spec: MiniMaxDeploymentSpec
+    preset: Preset | None
+    repo: str
+    revision: str | None
+    served_model_name: str
+    tensor_parallel_size: int
+    expert_parallel: bool
+    image: str
+    flags: tuple[str, ...]
+    max_model_len: int | None
+    startup_timeout_seconds: int
+    storage_size: str
+    claim_name: str
+    model_dir: str
+
+    @property
+    def model_label(self) -> str:
+        return self.preset.name if self.preset else self.repo
+
+    @property
+    def service_name(self) -> str:
+        return self.name
+
+    @property
+    def base_url(self) -> str:
+        """Server root, as ChatOS wants it (it appends the OpenAI path itself)."""
+        return f"http://{self.service_name}.{self.namespace}.svc.cluster.local:8000"
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.base_url}/v1"
+
+    @property
+    def weights_key(self) -> str:
+        """Identity of the weights wanted: a change downloads again."""
+        d = self.spec.download
+        blob = json.dumps(
+            [self.repo, self.revision or "main", sorted(d.allowPatterns), d.endpoint, self.claim_name, self.model_dir]
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def _storage_size(preset: Preset | None, spec: MiniMaxDeploymentSpec) -> str:
+    if spec.storage.size:
+        return spec.storage.size
+    if preset is None:
+        raise LayoutError("storage.size", "a custom repo has no known size: set spec.storage.size (for example 500Gi)")
+    # Checkpoint plus 20% for the Hub's metadata, partial files while resuming and a later revision.
+    gib = math.ceil(preset.disk_gb * GB * 1.2 / GIB / 10) * 10
+    return f"{gib}Gi"
+
+
+def resolve(
+    name: str, namespace: str, spec: MiniMaxDeploymentSpec, vllm_images: dict[str, str] | None = None
+) -> Resolved:
+    """Effective settings, or LayoutError naming the field to change."""
+    preset = PRESETS.get(spec.model) if spec.model else None
+    repo = spec.repo or (preset.repo if preset else "")
+    if not repo:
+        raise LayoutError("model", "set a preset in spec.model or a Hugging Face repo in spec.repo")
+    tp = spec.tensorParallelSize or (preset.tensor_parallel_size if preset else 1)
+    ep = spec.expertParallel if spec.expertParallel is not None else (preset.expert_parallel if preset else False)
+    image = (
+        spec.vllm.image
+        or (vllm_images or {}).get(preset.name if preset else "", "")
+        or (preset.vllm_image if preset else "")
+    )
+    if not image:
+        raise LayoutError("vllm.image", "a custom repo needs an explicit vLLM image")
+    served = spec.servedModelName or (preset.name if preset else repo.split("/", 1)[1])
+    claim = spec.storage.existingClaim or f"{name}-weights"
+    resolved = Resolved(
+        name=name,
+        namespace=namespace,
+        spec=spec,
+        preset=preset,
+        repo=repo,
+        revision=spec.revision,
+        served_model_name=served,
+        tensor_parallel_size=tp,
+        expert_parallel=ep,
+        image=image,
+        flags=preset.flags if preset else (),
+        max_model_len=spec.maxModelLen,
+        startup_timeout_seconds=spec.vllm.startupTimeoutSeconds or (preset.startup_timeout_seconds if preset else 3600),
+        storage_size=_storage_size(preset, spec),
+        claim_name=claim,
+        model_dir=f"{MODELS_MOUNT}/{repo}",
+    )
+    check_layout(resolved)
+    return resolved
+
+
+def check_layout(r: Resolved) -> None:
+    """Raise LayoutError for a layout vLLM cannot serve on the declared GPUs."""
+    spec, p, tp = r.spec, r.preset, r.tensor_parallel_size
+    gpus = spec.gpu.perNode
+    if tp > gpus or gpus % tp:
+        raise LayoutError(
+            "tensorParallelSize",
+            f"{tp} GPUs per replica cannot be placed on nodes with {gpus} GPUs (spec.gpu.perNode); "
+            f"use a tensorParallelSize that divides {gpus}",
+        )
+    if p is None:
+        return
+    if p.moe_intermediate_size and p.fp8_block_size and not r.expert_parallel:
+        shard = p.moe_intermediate_size / tp
+        if shard % p.fp8_block_size:
+            raise LayoutError(
+                "tensorParallelSize",
+                f"{p.name} cannot use plain tensorParallelSize {tp}: its expert width {p.moe_intermediate_size}/{tp} "
+                f"is not a multiple of the FP8 block size {p.fp8_block_size}; use tensorParallelSize "
+                f"{p.tensor_parallel_size} or set spec.expertParallel: true",
+            )
+    vram_gib = spec.gpu.memoryGiB * tp
+    util = spec.gpuMemoryUtilization or 0.9
+    need_gib = p.weights_vram_gb * GB / GIB
+    if need_gib * 1.05 > vram_gib * util:
+        raise LayoutError(
+            "tensorParallelSize",
+            f"{p.name} needs about {math.ceil(need_gib)} GiB of GPU memory for its weights alone, but "
+            f"{tp} x {spec.gpu.memoryGiB} GiB at {util:.0%} utilization gives {math.floor(vram_gib * util)} GiB; "
+            "use more GPUs per replica, larger GPUs (spec.gpu.memoryGiB) or a smaller checkpoint",
+        )
+    if spec.maxModelLen and spec.maxModelLen > p.max_model_len:
+        raise LayoutError(
+            "maxModelLen", f"{spec.maxModelLen} exceeds {p.name}'s context length of {p.max_model_len} tokens"
+        )
