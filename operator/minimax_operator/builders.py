@@ -22,8 +22,6 @@ PROGRESS_ANNOTATION = f"{GROUP}/progress"
 COMPONENT_SERVER = "server"
 COMPONENT_DOWNLOAD = "weights-download"
 SERVER_PORT = 8000
-#: Pod retries inside one Job, with the Job controller's exponential backoff (10 s, 20 s, ... 6 min).
-DOWNLOAD_BACKOFF_LIMIT = 4
 
 Obj = dict[str, Any]
 
@@ -41,6 +39,8 @@ class OperatorSettings:
     """Settings of the running operator that shape the objects it creates."""
 
     download_image: str = "ghcr.io/chatos/minimax-operator:0.1.0"
+    #: Pod retries inside one download Job (the Job controller backs off 10 s, 20 s, 40 s, ...).
+    download_backoff_limit: int = 4
 
 
 def labels(r: Resolved, component: str | None = None) -> dict[str, str]:
@@ -147,7 +147,7 @@ def download_job(r: Resolved, owner: Owner | None, settings: OperatorSettings, a
         "kind": "Job",
         "metadata": _meta(r, download_job_name(r, attempt), owner, COMPONENT_DOWNLOAD),
         "spec": {
-            "backoffLimit": DOWNLOAD_BACKOFF_LIMIT,
+            "backoffLimit": settings.download_backoff_limit,
             "template": {
                 "metadata": {"labels": pod_labels, "annotations": pod_annotations},
                 "spec": {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -34,6 +35,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     """Print the objects a resource reconciles into, like `helm template`."""
     text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
     out: list[dict[str, Any]] = []
+    notes: list[str] = []
     for doc in yaml.safe_load_all(text):
         if not doc:
             continue
@@ -54,14 +56,13 @@ def cmd_render(args: argparse.Namespace) -> int:
         out += builders.render_all(r, owner, settings)
         if mmd.spec.chatos.enabled:
             ref = mmd.spec.chatos.configMapRef
-            out.append(
-                {
-                    "# ChatOS entry": f"upserted into ConfigMap {ref.namespace or namespace}/{ref.name}, "
-                    f"key {mmd.spec.chatos.key}, once the server is ready",
-                    "entry": builders.chatos_entry(r),
-                }
+            notes.append(
+                f"# ChatOS: once {meta['name']} is ready, this entry is upserted into ConfigMap "
+                f"{ref.namespace or namespace}/{ref.name}, key {mmd.spec.chatos.key}:\n"
+                f"#   {json.dumps(builders.chatos_entry(r))}\n"
             )
     sys.stdout.write(yaml.safe_dump_all(out, sort_keys=False, width=120))
+    sys.stdout.write("".join(notes))
     return 0
 
 
@@ -83,8 +84,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN,
     )
     logging.getLogger().setLevel(args.log_level.upper())
+    if args.log_level != "debug":  # kopf logs every handled event at INFO; keep the operator's own lines
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     settings = Settings(
-        operator=OperatorSettings(download_image=args.download_image),
+        operator=OperatorSettings(
+            download_image=args.download_image, download_backoff_limit=args.download_backoff_limit
+        ),
         vllm_images=_vllm_images(args.vllm_image),
         allow_chatos_namespaces=frozenset(args.allow_chatos_namespace),
         create_chatos_configmap=args.create_chatos_configmap,
@@ -130,6 +135,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--allow-chatos-namespace", action="append", default=[], help="namespace of a shared ChatOS")
     run.add_argument("--create-chatos-configmap", action="store_true", help="create a missing ChatOS ConfigMap")
     run.add_argument("--retry-base-seconds", type=int, default=60, help="first wait before a failed download retries")
+    run.add_argument("--download-backoff-limit", type=int, default=4, help="pod retries inside one download Job")
     run.add_argument("--log-format", choices=["json", "plain"], default="json")
     run.add_argument("--log-level", choices=["debug", "info", "warning"], default="info")
     run.set_defaults(func=cmd_run)

@@ -1,0 +1,120 @@
+"""End-to-end fixtures: a real control plane with kwok GPU nodes, the CRD, and the operator.
+
+CLUSTER selects the cluster:
+  kwok (default)  start a fresh local cluster for this run (hack/cluster.sh), delete it afterwards
+  existing        use $KUBECONFIG as it is (for example `make cluster-up` and then iterate)
+  kind            create a kind cluster (needs Docker; not available on the CI machines)
+The operator runs as a subprocess under its own ServiceAccount, watching namespaces
+e2e-*; each test gets its own namespace.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .support import ROOT, Cluster, Operator, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _operator_kubeconfig(admin: Cluster, path: Path) -> Path:
+    """A kubeconfig with the operator's ServiceAccount token, so the audit log can tell its requests apart."""
+    admin.kubectl("create", "namespace", "minimax-system", check=False)
+    admin.kubectl("create", "serviceaccount", "minimax-operator", "-n", "minimax-system", check=False)
+    install = yaml.safe_load_all((ROOT / "docs" / "install" / "operator.yaml").read_text())
+    admin.apply_docs([d for d in install if d["kind"] in ("ClusterRole", "ClusterRoleBinding")])
+    token = admin.kubectl("create", "token", "minimax-operator", "-n", "minimax-system", "--duration=24h").strip()
+    config = yaml.safe_load(Path(admin.kubeconfig).read_text())
+    config["users"][0]["user"] = {"token": token}
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    mode = os.environ.get("CLUSTER", "kwok")
+    name = f"mmtest-{secrets.token_hex(3)}"
+    env = {**os.environ, "PYTHON": sys.executable}
+    if mode == "existing":
+        c = Cluster(os.environ["KUBECONFIG"], audit_log=os.environ.get("AUDIT_LOG"))
+    elif mode == "kind":
+        kubeconfig = str(tmp_path_factory.mktemp("kind") / "kubeconfig")
+        subprocess.run(["kind", "create", "cluster", "--name", name, "--kubeconfig", kubeconfig], check=True)
+        c = Cluster(kubeconfig, audit_log=None)
+        c.kubectl("apply", "-f", str(ROOT / "hack" / "kwok" / "storage.yaml"))
+    else:
+        out = subprocess.run(
+            [str(ROOT / "hack" / "cluster.sh"), "up", name], check=True, capture_output=True, text=True, env=env
+        )
+        audit = subprocess.run(
+            [str(ROOT / "hack" / "cluster.sh"), "audit-log", name], check=True, capture_output=True, text=True
+        ).stdout.strip()
+        c = Cluster(out.stdout.strip().splitlines()[-1], audit_log=audit)
+    c.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
+    c.kubectl("wait", "--for=condition=Established", "crd/minimaxdeployments.minimax.chatos.io")
+    # Extra 8-GPU nodes, so that dozens of small models fit at once.
+    extra = []
+    for i in range(4):
+        node = yaml.safe_load_all((ROOT / "hack" / "kwok" / "nodes.yaml").read_text())
+        gpu = next(iter(node))
+        gpu["metadata"]["name"] = f"gpu-extra-{i}"
+        extra.append(gpu)
+    c.apply_docs(extra)
+    yield c
+    if mode == "kwok":
+        subprocess.run([str(ROOT / "hack" / "cluster.sh"), "down", name], check=False, env=env)
+    elif mode == "kind":
+        subprocess.run(["kind", "delete", "cluster", "--name", name], check=False)
+
+
+@pytest.fixture(scope="session")
+def operator_kubeconfig(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _operator_kubeconfig(cluster, tmp_path_factory.mktemp("operator") / "kubeconfig")
+
+
+def start_operator(kubeconfig: Path, log: Path, namespaces: list[str], *extra: str) -> Operator:
+    return Operator.start(kubeconfig, log, namespaces, _free_port(), _free_port(), list(extra))
+
+
+@pytest.fixture(scope="session")
+def operator(operator_kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
+    """One operator for the session, watching e2e-* namespaces."""
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    op = start_operator(operator_kubeconfig, log, ["e2e-*"], "--allow-chatos-namespace", "e2e-shared-chatos")
+    yield op
+    op.stop()
+
+
+@pytest.fixture
+def ns(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace watched by the session operator, deleted after the test."""
+    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:30].strip("-")
+    name = f"e2e-{slug}-{secrets.token_hex(2)}"
+    cluster.kubectl("create", "namespace", name)
+    wait_for(lambda: cluster.core.read_namespaced_service_account("default", name), what="default ServiceAccount")
+    yield name
+    # Resources first, while the operator still runs to finalize them; then the namespace.
+    cluster.kubectl("delete", "mmd", "--all", "-n", name, "--timeout=60s", check=False)
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)

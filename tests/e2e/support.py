@@ -1,0 +1,197 @@
+"""Helpers for the end-to-end tests: a cluster handle, the operator process, waiting on conditions."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import kubernetes
+import yaml
+from kubernetes.client.exceptions import ApiException
+
+ROOT = Path(__file__).resolve().parents[2]
+TOOLS_BIN = subprocess.run([str(ROOT / "hack" / "tools.sh")], check=True, capture_output=True, text=True).stdout.strip()
+GROUP, VERSION, PLURAL = "minimax.chatos.io", "v1alpha1", "minimaxdeployments"
+T = TypeVar("T")
+
+
+def wait_for(fn: Callable[[], T], timeout: float = 60, what: str = "condition", interval: float = 0.2) -> T:
+    """Poll until fn returns something truthy (exceptions count as not yet); fail with the last value."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            last = fn()
+            if last:
+                return last
+        except (ApiException, KeyError, IndexError, TypeError, ValueError) as e:
+            last = e
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+        time.sleep(interval)
+
+
+@dataclass
+class Cluster:
+    kubeconfig: str
+    audit_log: str | None
+    api: kubernetes.client.ApiClient = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.api = kubernetes.config.new_client_from_config(config_file=self.kubeconfig)
+        self.core = kubernetes.client.CoreV1Api(self.api)
+        self.apps = kubernetes.client.AppsV1Api(self.api)
+        self.batch = kubernetes.client.BatchV1Api(self.api)
+        self.custom = kubernetes.client.CustomObjectsApi(self.api)
+
+    def kubectl(self, *args: str, check: bool = True, stdin: str | None = None) -> str:
+        proc = subprocess.run(
+            [f"{TOOLS_BIN}/kubectl", "--kubeconfig", self.kubeconfig, *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+        )
+        if check and proc.returncode:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {proc.stderr}")
+        return proc.stdout + (proc.stderr if proc.returncode else "")
+
+    def apply_docs(self, docs: list[dict[str, Any]], namespace: str | None = None) -> str:
+        args = ["apply", "--server-side", "-f", "-"] + (["-n", namespace] if namespace else [])
+        return self.kubectl(*args, stdin=yaml.safe_dump_all(docs))
+
+    # MiniMaxDeployments --------------------------------------------------------------------
+
+    def mmd(self, ns: str, name: str) -> dict[str, Any]:
+        obj: dict[str, Any] = self.custom.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
+        return obj
+
+    def create_mmd(self, ns: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "MiniMaxDeployment",
+            "metadata": {"name": name},
+            "spec": spec,
+        }
+        obj: dict[str, Any] = self.custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body)
+        return obj
+
+    def patch_mmd(self, ns: str, name: str, spec: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name, {"spec": spec})
+
+    def delete_mmd(self, ns: str, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
+
+    def condition(self, ns: str, name: str, type_: str) -> dict[str, Any]:
+        for c in (self.mmd(ns, name).get("status") or {}).get("conditions") or []:
+            if c["type"] == type_:
+                return dict(c)
+        return {}
+
+    def wait_phase(self, ns: str, name: str, phase: str, timeout: float = 60) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            obj = self.mmd(ns, name)
+            status = obj.get("status") or {}
+            ok = status.get("phase") == phase and status.get("observedGeneration") == obj["metadata"]["generation"]
+            return obj if ok else None
+
+        return wait_for(check, timeout, what=f"{ns}/{name} phase {phase}")
+
+    def wait_condition(self, ns: str, name: str, type_: str, status: str, reason: str, timeout: float = 60) -> dict:
+        def check() -> dict[str, Any] | None:
+            c = self.condition(ns, name, type_)
+            return c if c.get("status") == status and c.get("reason") == reason else None
+
+        return wait_for(check, timeout, what=f"{ns}/{name} {type_}={status} ({reason})")
+
+    # ChatOS ----------------------------------------------------------------------------------
+
+    def chatos_configmap(self, ns: str, content: Any, name: str = "chatos-models", key: str = "models.json") -> None:
+        text = content if isinstance(content, str) else json.dumps(content, indent=2)
+        body = {"metadata": {"name": name}, "data": {key: text}}
+        self.core.create_namespaced_config_map(ns, body)
+
+    def chatos_text(self, ns: str, name: str = "chatos-models", key: str = "models.json") -> str:
+        return str(self.core.read_namespaced_config_map(name, ns).data[key])
+
+    def chatos_models(self, ns: str, name: str = "chatos-models") -> list[dict[str, Any]]:
+        doc = json.loads(self.chatos_text(ns, name))
+        return list(doc["models"] if isinstance(doc, dict) else doc)
+
+    def events(self, ns: str, name: str) -> list[dict[str, Any]]:
+        items = self.core.list_namespaced_event(ns, field_selector=f"involvedObject.name={name}").items
+        return [{"type": e.type, "reason": e.reason, "message": e.message} for e in items]
+
+    def audit_writes(self, user: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Mutating requests by `user` in the audit log (the policy logs writes only)."""
+        assert self.audit_log, "this cluster has no audit log (CLUSTER=existing without AUDIT_LOG)"
+        out = []
+        for line in Path(self.audit_log).read_text().splitlines():
+            ev = json.loads(line)
+            if ev.get("user", {}).get("username") != user or ev.get("stage") != "ResponseComplete":
+                continue
+            if namespace and ev.get("objectRef", {}).get("namespace") != namespace:
+                continue
+            out.append(ev)
+        return out
+
+
+@dataclass
+class Operator:
+    """`minimax-operator run` as a subprocess, as it runs in its pod."""
+
+    proc: subprocess.Popen[bytes]
+    log: Path
+    metrics_port: int
+    health_port: int
+
+    @classmethod
+    def start(
+        cls, kubeconfig: Path, log: Path, namespaces: list[str], metrics: int, health: int, extra: list[str]
+    ) -> Operator:
+        args = [sys.executable, "-m", "minimax_operator", "run", "--kubeconfig", str(kubeconfig)]
+        for ns in namespaces:
+            args += ["--namespace", ns]
+        args += ["--resync-seconds", "1", "--retry-base-seconds", "3", "--download-backoff-limit", "1"]
+        args += ["--log-format", "plain"]
+        args += ["--metrics-port", str(metrics), "--health-port", str(health), *extra]
+        env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+        with log.open("ab") as out:
+            proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env)
+        op = cls(proc, log, metrics, health)
+        wait_for(op.healthy, 30, what="operator /healthz")
+        return op
+
+    def healthy(self) -> bool:
+        assert self.proc.poll() is None, f"operator exited; log:\n{self.log.read_text()[-3000:]}"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=1) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    def metric(self, name: str) -> float:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2) as r:
+            text = r.read().decode()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+    def kill(self) -> None:
+        """SIGKILL: no graceful shutdown, as when a node dies."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()

@@ -1,0 +1,132 @@
+"""The objects a spec becomes."""
+
+from __future__ import annotations
+
+import copy
+
+from minimax_operator import builders
+from minimax_operator.api import MiniMaxDeploymentSpec
+from minimax_operator.builders import HASH_ANNOTATION, OperatorSettings, Owner
+from minimax_operator.resolve import resolve
+
+OWNER = Owner("m25", "uid-1")
+
+
+def r(**kw: object):  # type: ignore[no-untyped-def]
+    return resolve("m25", "team-a", MiniMaxDeploymentSpec.model_validate({"model": "MiniMax-M2.5", **kw}))
+
+
+def container(dep: dict) -> dict:
+    return dep["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_gpu_limit_equals_tensor_parallel_size() -> None:
+    c = container(builders.deployment(r(), OWNER))
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == "4"
+    assert c["resources"]["requests"]["nvidia.com/gpu"] == "4"
+    c8 = container(builders.deployment(r(tensorParallelSize=8, expertParallel=True), OWNER))
+    assert c8["resources"]["limits"]["nvidia.com/gpu"] == "8"
+    assert "--enable-expert-parallel" in c8["args"]
+
+
+def test_server_command_flags_and_user_args_last() -> None:
+    c = container(builders.deployment(r(maxModelLen=65536, vllm={"extraArgs": ["--enable-prefix-caching"]}), OWNER))
+    assert c["command"] == ["vllm", "serve"]
+    args = c["args"]
+    assert args[:7] == [
+        "/models/MiniMaxAI/MiniMax-M2.5",
+        "--served-model-name",
+        "MiniMax-M2.5",
+        "--tensor-parallel-size",
+        "4",
+        "--host",
+        "0.0.0.0",
+    ]
+    assert args[args.index("--reasoning-parser") + 1] == "minimax_m2_append_think"
+    assert args[args.index("--max-model-len") + 1] == "65536"
+    assert args[-1] == "--enable-prefix-caching"
+    assert "--quantization" not in args  # M2.x ships FP8 already
+
+
+def test_probes_let_a_huge_checkpoint_load() -> None:
+    c = container(builders.deployment(r(), OWNER))
+    startup = c["startupProbe"]
+    assert startup["httpGet"]["path"] == "/health"
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 3600
+    m1 = resolve("x", "ns", MiniMaxDeploymentSpec.model_validate({"model": "MiniMax-M1-80k"}))
+    s1 = container(builders.deployment(m1, OWNER))["startupProbe"]
+    assert s1["periodSeconds"] * s1["failureThreshold"] >= 7200
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["HF_HUB_OFFLINE"] == "1" and env["VLLM_ENGINE_READY_TIMEOUT_S"] == "3600"
+
+
+def test_weights_mounted_read_only_and_shm_in_memory() -> None:
+    dep = builders.deployment(r(), OWNER)
+    mounts = {m["name"]: m for m in container(dep)["volumeMounts"]}
+    assert mounts["weights"]["readOnly"] is True
+    assert mounts["dshm"]["mountPath"] == "/dev/shm"
+    vols = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+    assert vols["dshm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "16Gi"}
+    assert vols["weights"]["persistentVolumeClaim"] == {"claimName": "m25-weights", "readOnly": True}
+
+
+def test_rollout_never_asks_for_extra_gpus() -> None:
+    strategy = builders.deployment(r(), OWNER)["spec"]["strategy"]
+    assert strategy["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
+
+
+def test_pvc_is_retained_unless_told_otherwise() -> None:
+    kept = builders.pvc(r(), OWNER)
+    assert kept is not None and "ownerReferences" not in kept["metadata"]
+    assert kept["spec"]["resources"]["requests"]["storage"] == "260Gi"
+    owned = builders.pvc(r(storage={"retainOnDelete": False, "size": "300Gi"}), OWNER)
+    assert owned is not None and owned["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert builders.pvc(r(storage={"existingClaim": "shared"}), OWNER) is None
+
+
+def test_token_reaches_the_downloader_only_through_a_secret_ref() -> None:
+    job = builders.download_job(r(download={"tokenSecretRef": {"name": "hf"}}), OWNER, OperatorSettings())
+    c = job["spec"]["template"]["spec"]["containers"][0]
+    token = next(e for e in c["env"] if e["name"] == "HF_TOKEN")
+    assert token == {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}}
+    assert not any("token" in a.lower() for a in c["args"])
+    assert c["command"] == ["minimax-operator"] and c["args"][0] == "download"
+
+
+def test_mirror_revision_and_patterns_reach_the_downloader() -> None:
+    spec = {"endpoint": "https://hf-mirror.com", "allowPatterns": ["*.safetensors", "*.json"]}
+    job = builders.download_job(r(revision="abc", download=spec), OWNER, OperatorSettings())
+    c = job["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "HF_ENDPOINT", "value": "https://hf-mirror.com"} in c["env"]
+    assert c["args"][c["args"].index("--revision") + 1] == "abc"
+    assert c["args"].count("--allow-pattern") == 2
+
+
+def test_every_object_is_labelled_and_owned() -> None:
+    objs = builders.render_all(r(), OWNER, OperatorSettings())
+    assert [o["kind"] for o in objs] == ["PersistentVolumeClaim", "Job", "Deployment", "Service"]
+    for o in objs:
+        assert o["metadata"]["labels"]["app.kubernetes.io/instance"] == "m25"
+        assert o["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "minimax-operator"
+    for o in objs[1:]:
+        assert o["metadata"]["ownerReferences"][0]["controller"] is True
+
+
+def test_hash_is_stable_and_tracks_content() -> None:
+    a = builders.deployment(r(), OWNER)
+    b = builders.deployment(r(), OWNER)
+    c = builders.deployment(r(replicas=2), OWNER)
+    h = HASH_ANNOTATION
+    assert a["metadata"]["annotations"][h] == b["metadata"]["annotations"][h] != c["metadata"]["annotations"][h]
+    unstamped = copy.deepcopy(a)
+    assert unstamped["metadata"].pop("annotations") == {h: a["metadata"]["annotations"][h]}
+    assert builders.stamp(unstamped)["metadata"]["annotations"][h] == a["metadata"]["annotations"][h]
+
+
+def test_chatos_entry_has_the_seed_shape() -> None:
+    assert builders.chatos_entry(r(chatos={"displayName": "MiniMax M2.5"})) == {
+        "name": "MiniMax M2.5",
+        "provider": "minimax",
+        "base_url": "http://m25.team-a.svc.cluster.local:8000",
+        "model_id": "MiniMax-M2.5",
+    }

@@ -1,0 +1,76 @@
+"""Preset defaults and the layout checks that run before anything is created."""
+
+from __future__ import annotations
+
+import pytest
+
+from minimax_operator.api import MiniMaxDeploymentSpec
+from minimax_operator.presets import PRESETS
+from minimax_operator.resolve import LayoutError, resolve
+
+
+def spec(**kw: object) -> MiniMaxDeploymentSpec:
+    return MiniMaxDeploymentSpec.model_validate(kw)
+
+
+@pytest.mark.parametrize("name", [n for n in PRESETS if n != "MiniMax-M3"])
+def test_every_preset_resolves_with_its_defaults_on_80gb_gpus(name: str) -> None:
+    r = resolve("m", "ns", spec(model=name))
+    p = PRESETS[name]
+    assert r.tensor_parallel_size == p.tensor_parallel_size
+    assert r.served_model_name == name
+    assert r.repo == p.repo
+    assert r.image == p.vllm_image
+    assert r.storage_size.endswith("Gi") and int(r.storage_size[:-2]) * 2**30 > p.disk_gb * 1e9
+
+
+def test_m3_bf16_does_not_fit_eight_80gb_gpus_but_fits_141gb() -> None:
+    with pytest.raises(LayoutError, match="GiB of GPU memory") as e:
+        resolve("m", "ns", spec(model="MiniMax-M3"))
+    assert e.value.field == "tensorParallelSize"
+    assert resolve("m", "ns", spec(model="MiniMax-M3", gpu={"memoryGiB": 141})).tensor_parallel_size == 8
+
+
+def test_m2_tp8_needs_expert_parallel() -> None:
+    with pytest.raises(LayoutError, match=r"spec\.expertParallel: true"):
+        resolve("m", "ns", spec(model="MiniMax-M2.5", tensorParallelSize=8))
+    r = resolve("m", "ns", spec(model="MiniMax-M2.5", tensorParallelSize=8, expertParallel=True))
+    assert r.expert_parallel
+
+
+def test_m2_on_two_gpus_does_not_fit() -> None:
+    with pytest.raises(LayoutError, match="GPU memory"):
+        resolve("m", "ns", spec(model="MiniMax-M2.5", tensorParallelSize=2))
+
+
+def test_tp_must_fit_a_node() -> None:
+    with pytest.raises(LayoutError, match="cannot be placed on nodes with 4 GPUs"):
+        resolve("m", "ns", spec(model="MiniMax-M1-40k", gpu={"perNode": 4}))
+
+
+def test_context_longer_than_the_model_is_refused() -> None:
+    with pytest.raises(LayoutError, match="maxModelLen") as e:
+        resolve("m", "ns", spec(model="MiniMax-M1-40k", maxModelLen=100000))
+    assert e.value.field == "maxModelLen"
+
+
+def test_custom_repo_needs_size_and_image() -> None:
+    with pytest.raises(LayoutError, match=r"spec\.vllm\.image"):
+        resolve("m", "ns", spec(repo="org/model", storage={"size": "1Gi"}))
+    with pytest.raises(LayoutError, match=r"spec\.storage\.size"):
+        resolve("m", "ns", spec(repo="org/model", vllm={"image": "vllm/vllm-openai:v0.20.0"}))
+    r = resolve("m", "ns", spec(repo="org/model", storage={"size": "1Gi"}, vllm={"image": "i"}))
+    assert r.served_model_name == "model" and r.tensor_parallel_size == 1
+
+
+def test_weights_key_changes_with_revision_but_not_with_server_settings() -> None:
+    a = resolve("m", "ns", spec(model="MiniMax-M2.5"))
+    b = resolve("m", "ns", spec(model="MiniMax-M2.5", maxModelLen=32768, replicas=2))
+    c = resolve("m", "ns", spec(model="MiniMax-M2.5", revision="abc123"))
+    assert a.weights_key == b.weights_key != c.weights_key
+
+
+def test_operator_image_override_per_preset() -> None:
+    r = resolve("m", "ns", spec(model="MiniMax-M2.5"), {"MiniMax-M2.5": "registry.local/vllm:x"})
+    assert r.image == "registry.local/vllm:x"
+    assert resolve("m", "ns", spec(model="MiniMax-M2.5", vllm={"image": "mine"}), {"MiniMax-M2.5": "x"}).image == "mine"
