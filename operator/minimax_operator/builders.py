@@ -18,7 +18,6 @@ from .resolve import MODELS_MOUNT, Resolved
 MANAGER = "minimax-operator"
 HASH_ANNOTATION = f"{GROUP}/applied-hash"
 WEIGHTS_ANNOTATION = f"{GROUP}/weights-key"
-PROGRESS_ANNOTATION = f"{GROUP}/progress"
 COMPONENT_SERVER = "server"
 COMPONENT_DOWNLOAD = "weights-download"
 SERVER_PORT = 8000

@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--claim-mount", default=None, help="mount point of the PVC, for the free-space check")
     p.add_argument("--allow-pattern", action="append", default=[], help="only files matching (repeat)")
     p.add_argument("--endpoint", default=os.environ.get("HF_ENDPOINT"), help="Hub or mirror URL (HF_ENDPOINT)")
-    p.add_argument("--max-workers", type=int, default=8)
+    p.add_argument("--max-workers", type=int, default=8, help="files fetched in parallel")
+    p.add_argument("--progress-interval", type=float, default=10.0, help="seconds between progress lines")
+    p.add_argument("--stall-seconds", type=float, default=600.0, help="give up (and let the Job retry) after this")
 
 
 def _selected(files: list[RemoteFile], patterns: list[str]) -> list[RemoteFile]:
@@ -75,22 +78,20 @@ def listing(api: Any, repo: str, revision: str | None) -> tuple[str, list[Remote
         info = api.model_info(repo, revision=revision, files_metadata=True)
     except GatedRepoError as e:
         raise DownloadError(
-            "Unauthorized", f"{repo} is gated: set spec.download.tokenSecretRef to a token with access"
+            "Unauthorized", f"{repo} is gated: set spec.download.tokenSecretRef to a token that was granted access"
         ) from e
     except RepositoryNotFoundError as e:
-        status = getattr(getattr(e, "response", None), "status_code", None)
-        if status in (401, 403):
-            raise DownloadError("Unauthorized", f"the token was refused for {repo} (HTTP {status})") from e
-        raise DownloadError("RepoNotFound", f"{repo} does not exist (or is private: set a token)") from e
+        # The Hub answers 401 for a repo that is missing or private when no token is sent.
+        raise DownloadError("RepoNotFound", f"{repo} does not exist, or is private and needs a token") from e
     except RevisionNotFoundError as e:
         raise DownloadError("RevisionNotFound", f"revision {revision} of {repo} does not exist") from e
     except HfHubHTTPError as e:
         status = getattr(getattr(e, "response", None), "status_code", None)
         if status in (401, 403):
-            raise DownloadError("Unauthorized", f"the Hub refused the token (HTTP {status})") from e
-        raise DownloadError("HubError", f"the Hub answered HTTP {status}: {e}") from e
-    except OSError as e:  # connection refused, DNS, TLS
-        raise DownloadError("EndpointUnreachable", f"cannot reach the Hub endpoint: {e}") from e
+            raise DownloadError("Unauthorized", f"the Hub refused the token for {repo} (HTTP {status})") from e
+        raise DownloadError("HubError", f"the Hub answered HTTP {status} for {repo}") from e
+    except Exception as e:  # connection refused, DNS, TLS, timeouts (httpx's errors are not OSErrors)
+        raise DownloadError("EndpointUnreachable", f"cannot reach {api.endpoint}: {type(e).__name__}: {e}") from e
     files = []
     for s in info.siblings or []:
         lfs = getattr(s, "lfs", None)
@@ -168,6 +169,67 @@ def check_space(dest: Path, mount: Path, files: list[RemoteFile]) -> None:
         )
 
 
+class Progress(threading.Thread):
+    """Report bytes on disk every few seconds as a JSON log line; end the process on a stall.
+
+    Log lines are where the operator reads progress without exec or extra RBAC for
+    the download pod (`kubectl logs` reads them too). Bytes count finished files and
+    huggingface_hub's `*.incomplete` partial files.
+    """
+
+    def __init__(self, dest: Path, files: list[RemoteFile], commit: str, interval: float, stall_seconds: float):
+        super().__init__(daemon=True)
+        self.dest, self.files, self.commit = dest, files, commit
+        self.interval, self.stall_seconds = interval, stall_seconds
+        self.total = sum(f.size for f in files)
+        self.done = threading.Event()
+
+    def measure(self) -> tuple[int, int]:
+        done_bytes = done_files = 0
+        for f in self.files:
+            p = self.dest / f.path
+            if p.is_file() and p.stat().st_size == f.size:
+                done_bytes += f.size
+                done_files += 1
+        partial = self.dest / ".cache" / "huggingface" / "download"
+        if partial.is_dir():
+            done_bytes += sum(p.stat().st_size for p in partial.rglob("*.incomplete") if p.is_file())
+        return min(done_bytes, self.total), done_files
+
+    def report(self, rate: float) -> int:
+        done, files_done = self.measure()
+        eta = int((self.total - done) / rate) if rate > 0 else None
+        line = {
+            "event": "progress",
+            "bytesDone": done,
+            "bytesTotal": self.total,
+            "filesDone": files_done,
+            "filesTotal": len(self.files),
+            "bytesPerSecond": int(rate),
+            "etaSeconds": eta,
+            "revision": self.commit,
+        }
+        print(json.dumps(line), flush=True)
+        return done
+
+    def run(self) -> None:
+        last_bytes, last_time, last_change = self.measure()[0], time.monotonic(), time.monotonic()
+        rate = 0.0
+        while not self.done.wait(self.interval):
+            now = time.monotonic()
+            current = self.measure()[0]
+            # Exponential moving average: steady speed and ETA despite bursty writes.
+            sample = (current - last_bytes) / max(now - last_time, 1e-6)
+            rate = sample if rate == 0 else 0.7 * rate + 0.3 * sample
+            if current != last_bytes:
+                last_change = now
+            last_bytes, last_time = current, now
+            self.report(rate)
+            if now - last_change > self.stall_seconds:
+                _terminate({"reason": "Stalled", "message": f"no bytes received for {int(self.stall_seconds)} s"})
+                os._exit(3)  # the Job starts a new pod, which resumes from the partial files
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from huggingface_hub import HfApi, snapshot_download
 
@@ -184,6 +246,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         return {**result, "skipped": True}
     check_space(dest, Path(args.claim_mount or dest), files)
     started = time.monotonic()
+    progress = Progress(dest, files, commit, args.progress_interval, args.stall_seconds)
+    progress.start()
     try:
         snapshot_download(
             args.repo,
@@ -197,8 +261,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     except OSError as e:
         if getattr(e, "errno", None) == 28:
             raise DownloadError("InsufficientStorage", "the PVC is full: raise spec.storage.size") from e
-        raise DownloadError("DownloadInterrupted", str(e)) from e
+        raise DownloadError("DownloadInterrupted", f"{type(e).__name__}: {e}") from e
+    except Exception as e:  # httpx's network errors: the next attempt resumes
+        raise DownloadError("DownloadInterrupted", f"{type(e).__name__}: {e}") from e
+    finally:
+        progress.done.set()
     verify(dest, files)
+    progress.report(0)
     marker = {
         "repo": args.repo,
         "revision": commit,

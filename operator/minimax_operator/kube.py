@@ -104,6 +104,21 @@ class Kube:
         items: list[Obj] = self._call("GET", _path(kind, namespace), query=query)["items"]
         return items
 
+    def log_tail(self, namespace: str, pod: str, container: str, lines: int = 5) -> str:
+        """The last lines a container printed (the downloader prints its progress there)."""
+        method_, url, headers, payload, _ = self.client.param_serialize(
+            method="GET",
+            resource_path=_path("Pod", namespace, pod, "log"),
+            query_params=[("container", container), ("tailLines", str(lines)), ("limitBytes", "65536")],
+            header_params={"Accept": "text/plain"},
+            auth_settings=["BearerToken"],
+        )
+        resp = self.client.call_api(method_, url, header_params=headers, body=payload, _request_timeout=5)
+        resp.read()  # type: ignore[no-untyped-call]
+        if not 200 <= resp.status < 300:
+            raise ApiException(http_resp=resp)
+        return bytes(resp.data or b"").decode(errors="replace")
+
     def apply(self, obj: Obj) -> Obj:
         """Server-side apply with the operator's field manager (it owns what it sets)."""
         meta = obj["metadata"]

@@ -199,7 +199,9 @@ class Reconciler:
             rev = f" at revision {dl['revision']}" if dl.get("revision") else ""
             return st.true("WeightsReady", "Downloaded", f"weights of {r.repo}{rev} verified in PVC {r.claim_name}")
         if failed:
-            reason_text = st.terminated_message(pods, "Failed") or failed.get("message", "the download Job failed")
+            reason_text = _failure_text(st.terminated_message(pods, "Failed")) or failed.get(
+                "message", "the download Job failed"
+            )
             failed_at = dl.get("lastFailureTime") or iso(self.clock())
             dl["lastFailureTime"] = failed_at
             wait = min(self.settings.retry_max_seconds, self.settings.retry_base_seconds * 2**attempt)
@@ -217,11 +219,22 @@ class Reconciler:
         running = [p for p in pods if p.get("status", {}).get("phase") == "Running"]
         if running:
             newest = max(running, key=lambda p: p["metadata"].get("creationTimestamp", ""))
-            annotation = (newest["metadata"].get("annotations") or {}).get(builders.PROGRESS_ANNOTATION)
-            dl.update(st.progress(annotation))
+            dl.update(self._progress(newest) or _kept_progress(dl_old))
             pct = f" ({dl['progress']})" if dl.get("progress") else ""
             return st.false("WeightsReady", "Downloading", f"downloading {r.repo} into PVC {r.claim_name}{pct}")
         return st.false("WeightsReady", "Pending", f"download Job {job_name} is waiting for its pod")
+
+    def _progress(self, pod: Obj) -> Obj:
+        """Progress from the last JSON line the downloader logged; {} when logs are unavailable."""
+        meta = pod["metadata"]
+        try:
+            text = self.kube.log_tail(meta["namespace"], meta["name"], "download")
+        except (ApiException, OSError, ValueError):
+            return {}
+        for line in reversed(text.splitlines()):
+            if line.startswith("{") and '"progress"' in line:
+                return st.progress(line)
+        return {}
 
     def _delete_stale_jobs(self, r: Resolved, current: str, keep_older_attempts: bool) -> None:
         jobs = self.kube.list("Job", r.namespace, {**builders.selector(r, builders.COMPONENT_DOWNLOAD)})
@@ -391,6 +404,29 @@ class Reconciler:
 
 class _ConfigMapMissing(Exception):
     pass
+
+
+def _failure_text(message: str) -> str:
+    """`Reason: message` from the downloader's JSON termination message; other text as it is."""
+    parsed = _parse_result(message)
+    if parsed.get("reason"):
+        return f"{parsed['reason']}: {parsed.get('message', '')}"
+    return message
+
+
+def _kept_progress(dl_old: Obj) -> Obj:
+    """Keep the last known progress when the log cannot be read this time."""
+    keys = (
+        "bytesDone",
+        "bytesTotal",
+        "filesDone",
+        "filesTotal",
+        "bytesPerSecond",
+        "etaSeconds",
+        "revision",
+        "progress",
+    )
+    return {k: dl_old[k] for k in keys if k in dl_old}
 
 
 def _job_condition(job: Obj, type_: str) -> Obj | None:

@@ -107,12 +107,12 @@ def phase(conds: list[Cond], replicas: int) -> str:
     return "Starting"
 
 
-def progress(annotation: str | None) -> Obj:
-    """Download progress as the download pod reports it in its annotation."""
-    if not annotation:
+def progress(line: str | None) -> Obj:
+    """Download progress from one JSON progress line of the downloader's log."""
+    if not line:
         return {}
     try:
-        raw = json.loads(annotation)
+        raw = json.loads(line)
     except json.JSONDecodeError:
         return {}
     keys = ("bytesDone", "bytesTotal", "filesDone", "filesTotal", "bytesPerSecond", "etaSeconds", "revision")

@@ -1,0 +1,187 @@
+"""`minimax-operator download` against a Hugging Face Hub on loopback (tests/fakehub.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from minimax_operator import download
+from tests.fakehub import FakeHub
+
+SHARD = 3 << 20  # 3 MiB
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[FakeHub]:
+    src = tmp_path / "src"
+    src.mkdir()
+    files = {}
+    for i in range(3):
+        p = src / f"model-0000{i}-of-00003.safetensors"
+        p.write_bytes(os.urandom(SHARD))
+        files[p.name] = p
+    (src / "config.json").write_text(json.dumps({"model_type": "minimax_m2"}))
+    files["config.json"] = src / "config.json"
+    with FakeHub() as h:
+        h.add_repo("MiniMaxAI/Tiny", files)
+        gated = {"config.json": files["config.json"]}
+        h.add_repo("MiniMaxAI/Gated", gated, token="hf_good", gated=True)
+        yield h
+
+
+def run(
+    hub_url: str, dest: Path, *extra: str, env: dict[str, str] | None = None, repo: str = "MiniMaxAI/Tiny"
+) -> tuple[int, dict, str]:
+    """Run the downloader as the Job does; return (exit code, termination message, stdout)."""
+    term = dest.parent / f"termination-{time.monotonic_ns()}"
+    environment = {
+        **os.environ,
+        "HF_HOME": str(dest.parent / "hf-home"),
+        "MINIMAX_TERMINATION_LOG": str(term),
+        **(env or {}),
+    }
+    if "HF_TOKEN" not in (env or {}):
+        environment.pop("HF_TOKEN", None)  # a token in the developer's shell must not leak into the test
+    args = [sys.executable, "-m", "minimax_operator", "download", "--repo", repo, "--dest", str(dest)]
+    args += ["--endpoint", hub_url, "--progress-interval", "0.2", *extra]
+    proc = subprocess.run(args, capture_output=True, text=True, env=environment, timeout=120)
+    message = json.loads(term.read_text()) if term.exists() else {}
+    return proc.returncode, message, proc.stdout + proc.stderr
+
+
+def test_downloads_verifies_and_marks_complete(hub: FakeHub, tmp_path: Path) -> None:
+    dest = tmp_path / "models" / "MiniMaxAI" / "Tiny"
+    code, result, out = run(hub.url, dest)
+    assert code == 0, out
+    repo = hub.repos["MiniMaxAI/Tiny"]
+    assert result["revision"] == repo.commit and result["filesTotal"] == 4
+    assert result["bytesTotal"] == sum(f.size for f in repo.files.values())
+    for f in repo.files.values():
+        assert (dest / f.path).read_bytes() == f.source.read_bytes()
+    marker = json.loads((dest / download.MARKER).read_text())
+    assert marker["revision"] == repo.commit and len(marker["files"]) == 4
+    assert not list(dest.rglob("*.incomplete"))
+    last = [json.loads(line) for line in out.splitlines() if line.startswith('{"event": "progress"')][-1]
+    assert last["bytesDone"] == last["bytesTotal"] and last["filesDone"] == 4
+
+
+def test_a_verified_copy_downloads_nothing(hub: FakeHub, tmp_path: Path) -> None:
+    dest = tmp_path / "m"
+    assert run(hub.url, dest)[0] == 0
+    served = hub.total_served()
+    code, result, _ = run(hub.url, dest)
+    assert code == 0 and result["skipped"] is True
+    assert hub.total_served() == served
+
+
+def test_allow_patterns_limit_the_files(hub: FakeHub, tmp_path: Path) -> None:
+    dest = tmp_path / "m"
+    code, result, _ = run(hub.url, dest, "--allow-pattern", "*.json")
+    assert code == 0 and result["filesTotal"] == 1
+    assert [p.name for p in dest.iterdir() if p.is_file() and not p.name.startswith(".")] == ["config.json"]
+
+
+def test_resume_after_kill_fetches_only_what_is_missing(hub: FakeHub, tmp_path: Path) -> None:
+    dest = tmp_path / "m"
+    first = "model-00000-of-00003.safetensors"
+    hub.faults.stall_after[first] = SHARD // 2
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf-home"), "MINIMAX_TERMINATION_LOG": str(tmp_path / "t")}
+    args = [sys.executable, "-m", "minimax_operator", "download", "--repo", "MiniMaxAI/Tiny", "--dest", str(dest)]
+    proc = subprocess.Popen([*args, "--endpoint", hub.url, "--max-workers", "1"], env=env, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while hub.bytes_served.get(first, 0) < SHARD // 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    partial = list(dest.rglob("*.incomplete"))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert partial, "the killed download should leave a partial file"
+    assert not (dest / first).exists()  # a partial file is never taken for a complete one
+    del hub.faults.stall_after[first]
+    total = sum(f.size for f in hub.repos["MiniMaxAI/Tiny"].files.values())
+    on_disk = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file() and not p.name.startswith("."))
+    on_disk += sum(p.stat().st_size for p in partial if p.exists())
+    assert on_disk > 0
+    before = hub.total_served()
+    code, _, out = run(hub.url, dest)
+    assert code == 0, out
+    fetched = hub.total_served() - before
+    assert fetched <= total - on_disk + 0.01 * total, f"fetched {fetched} with {total - on_disk} missing"
+
+
+def test_corrupted_file_fails_verification_and_is_fetched_again(hub: FakeHub, tmp_path: Path) -> None:
+    dest = tmp_path / "m"
+    bad = "model-00001-of-00003.safetensors"
+    hub.faults.corrupt.add(bad)
+    code, result, _ = run(hub.url, dest)
+    assert code == 1 and result["reason"] == "VerificationFailed" and bad in result["message"]
+    assert not (dest / bad).exists() and not (dest / download.MARKER).exists()
+    hub.faults.corrupt.clear()
+    code, _, out = run(hub.url, dest)
+    assert code == 0, out
+    assert (dest / bad).read_bytes() == hub.repos["MiniMaxAI/Tiny"].files[bad].source.read_bytes()
+
+
+def test_truncated_transfer_is_never_taken_for_complete(hub: FakeHub, tmp_path: Path) -> None:
+    dest = tmp_path / "m"
+    cut = "model-00002-of-00003.safetensors"
+    hub.faults.cut_after[cut] = 1000
+    code, _, out = run(hub.url, dest)
+    if code != 0:  # huggingface_hub may resume the cut transfer itself; if not, the next attempt does
+        assert not (dest / download.MARKER).exists()
+        code, _, out = run(hub.url, dest)
+    assert code == 0, out
+    assert (dest / cut).read_bytes() == hub.repos["MiniMaxAI/Tiny"].files[cut].source.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("repo", "extra", "env", "reason"),
+    [
+        ("MiniMaxAI/Nope", [], {}, "RepoNotFound"),
+        ("MiniMaxAI/Tiny", ["--revision", "deadbeef"], {}, "RevisionNotFound"),
+        ("MiniMaxAI/Gated", [], {}, "Unauthorized"),
+        ("MiniMaxAI/Gated", [], {"HF_TOKEN": "hf_wrong"}, "Unauthorized"),
+    ],
+)
+def test_hub_refusals_have_distinct_reasons(
+    hub: FakeHub, tmp_path: Path, repo: str, extra: list[str], env: dict[str, str], reason: str
+) -> None:
+    code, result, _ = run(hub.url, tmp_path / "m", *extra, env=env, repo=repo)
+    assert code == 1 and result["reason"] == reason, result
+    assert "hf_wrong" not in json.dumps(result)  # the token never appears in what the operator shows
+
+
+def test_gated_repo_with_the_right_token(hub: FakeHub, tmp_path: Path) -> None:
+    code, _, out = run(hub.url, tmp_path / "m", env={"HF_TOKEN": "hf_good"}, repo="MiniMaxAI/Gated")
+    assert code == 0, out
+    assert "hf_good" not in out
+
+
+def test_mirror_that_is_down(tmp_path: Path) -> None:
+    code, result, _ = run("http://127.0.0.1:9", tmp_path / "m")
+    assert code == 1 and result["reason"] == "EndpointUnreachable"
+
+
+def test_stalled_server_ends_the_attempt(hub: FakeHub, tmp_path: Path) -> None:
+    hub.faults.stall_after["model-00000-of-00003.safetensors"] = 1000
+    code, result, _ = run(hub.url, tmp_path / "m", "--stall-seconds", "1.5", "--max-workers", "1")
+    assert code == 3 and result["reason"] == "Stalled"
+
+
+def test_too_small_a_volume_fails_before_downloading(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    files = [download.RemoteFile("a.safetensors", 300 * 10**9, "x")]
+
+    class Usage:
+        free = 100 * 10**9
+
+    monkeypatch.setattr(download.shutil, "disk_usage", lambda _: Usage)
+    with pytest.raises(download.DownloadError) as e:
+        download.check_space(tmp_path, tmp_path, files)
+    assert e.value.reason == "InsufficientStorage" and "300.0 GB" in e.value.message
