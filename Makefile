@@ -30,8 +30,8 @@ crd: venv ## regenerate the CRD from the pydantic models
 	$(PY) -m minimax_operator crd > $(CRD)
 
 lint: venv
-	$(PY) -m ruff check operator tests hack
-	$(PY) -m ruff format --check operator tests hack
+	$(PY) -m ruff check operator tests hack bench
+	$(PY) -m ruff format --check operator tests hack bench
 	$(PY) -m mypy
 
 unit: venv

@@ -1,14 +1,18 @@
 """`minimax-operator download`: fill a model folder from the Hugging Face Hub, verified.
 
-The download Job runs this in the operator's image. It uses huggingface_hub's
-Python API (the `huggingface-cli` of the seed guide is gone in 1.x), resumes
-what an earlier attempt left, checks the listing against the disk before it
-starts, verifies every file's size and every LFS file's sha256 against the Hub's
-metadata, then writes a completion marker. A folder whose marker matches the
-wanted revision is not downloaded again.
+The download Job runs this in the operator's image. huggingface_hub's Python API
+lists the revision (sizes and LFS sha256) and fetches Xet-backed files (hf_xet's
+chunk cache, kept on the PVC, resumes those). Plain HTTP files (the usual case
+behind a mirror) are fetched here: since huggingface_hub writes each attempt to a
+process-unique temporary file, a restarted pod could not resume a 5 GB shard with
+it. Here every file streams into a stable `.part` file, resumes with a Range
+request, and is hashed while it streams, so verification costs no second read.
+Only a complete file with the Hub's size and sha256 is renamed into place; then a
+completion marker is written. A folder whose marker matches the wanted revision
+is not downloaded again.
 
-The result (or a failure reason) goes to /dev/termination-log as one JSON line,
-where the operator reads it from the pod's status without exec.
+Progress goes to stdout as JSON lines (the operator reads the pod's log); the
+result or a failure reason goes to /dev/termination-log as one JSON line.
 """
 
 from __future__ import annotations
@@ -16,12 +20,17 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import hashlib
+import http.client
+import importlib.util
 import json
 import os
 import shutil
 import sys
 import threading
 import time
+import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,6 +111,96 @@ def listing(api: Any, repo: str, revision: str | None) -> tuple[str, list[Remote
     return str(info.sha), files
 
 
+class Fetcher:
+    """Fetch one file at a time into `<dest>/.minimax-partial/<path>.part`, resuming what is there."""
+
+    retries = 5
+
+    def __init__(self, api: Any, repo: str, commit: str, dest: Path, token: str | None):
+        self.api, self.repo, self.commit, self.dest, self.token = api, repo, commit, dest, token
+        self.verified: dict[str, str] = {}  # path -> sha256 computed while streaming
+        self._lock = threading.Lock()
+
+    def fetch(self, f: RemoteFile) -> None:
+        final = self.dest / f.path
+        if final.is_file() and final.stat().st_size == f.size:
+            return  # verify() checks its hash (once per revision)
+        url = f"{self.api.endpoint.rstrip('/')}/{self.repo}/resolve/{self.commit}/{urllib.parse.quote(f.path)}"
+        if self._is_xet(url):
+            self._fetch_with_hub(f)
+            return
+        for attempt in range(self.retries):
+            try:
+                self._fetch_http(url, f, final)
+                return
+            except (OSError, http.client.HTTPException) as e:
+                if (isinstance(e, OSError) and e.errno == 28) or attempt == self.retries - 1:
+                    raise
+                time.sleep(min(30, 2**attempt))  # the next try resumes from the .part file
+
+    def _is_xet(self, url: str) -> bool:
+        from huggingface_hub import get_hf_file_metadata
+
+        if importlib.util.find_spec("hf_xet") is None or os.environ.get("HF_HUB_DISABLE_XET"):
+            return False
+        try:
+            return get_hf_file_metadata(url, token=self.token).xet_file_data is not None
+        except Exception:  # a mirror without HEAD support: plain HTTP it is
+            return False
+
+    def _fetch_with_hub(self, f: RemoteFile) -> None:
+        from huggingface_hub import hf_hub_download
+
+        hf_hub_download(
+            self.repo,
+            f.path,
+            revision=self.commit,
+            local_dir=str(self.dest),
+            token=self.token,
+            endpoint=self.api.endpoint,
+        )
+
+    def _fetch_http(self, url: str, f: RemoteFile, final: Path) -> None:
+        part = self.dest / ".minimax-partial" / f"{f.path}.part"
+        part.parent.mkdir(parents=True, exist_ok=True)
+        offset = part.stat().st_size if part.exists() else 0
+        if offset > f.size:
+            part.unlink()
+            offset = 0
+        digest = hashlib.sha256()
+        if offset and f.sha256:
+            with part.open("rb") as existing:
+                while chunk := existing.read(8 << 20):
+                    digest.update(chunk)
+        if offset < f.size:
+            request = urllib.request.Request(url, headers={"User-Agent": "minimax-operator-download"})
+            if offset:
+                request.add_header("Range", f"bytes={offset}-")
+            if self.token:  # not sent on to a CDN the Hub redirects to
+                request.add_unredirected_header("Authorization", f"Bearer {self.token}")
+            with urllib.request.urlopen(request, timeout=60) as resp, part.open("r+b" if offset else "wb") as out:
+                if offset and resp.status != 206:  # the server ignored Range: start over
+                    offset = 0
+                    digest = hashlib.sha256()
+                    out.truncate(0)
+                out.seek(offset)
+                while chunk := resp.read1(4 << 20):  # what has arrived: a stall loses nothing
+                    out.write(chunk)
+                    if f.sha256:
+                        digest.update(chunk)
+        size = part.stat().st_size
+        if size != f.size:
+            raise http.client.IncompleteRead(b"", f.size - size)
+        if f.sha256:
+            if digest.hexdigest() != f.sha256:
+                part.unlink()  # never resume from corrupt bytes
+                raise DownloadError("VerificationFailed", f"{f.path} does not match its sha256")
+            with self._lock:
+                self.verified[f.path] = f.sha256
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(part, final)
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
@@ -110,13 +209,19 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def verify(dest: Path, files: list[RemoteFile]) -> None:
-    """Every file present with its size; LFS files' sha256 (each checked once per size and mtime)."""
+def verify(dest: Path, files: list[RemoteFile], streamed: dict[str, str] | None = None) -> None:
+    """Every file present with its size; LFS files' sha256 (each checked once per size and mtime).
+
+    `streamed` holds hashes computed while downloading, so those files are not read again.
+    """
     cache_path = dest / VERIFIED
     try:
         cache = json.loads(cache_path.read_text())
     except (OSError, ValueError):
         cache = {}
+    for path, sha in (streamed or {}).items():
+        st = (dest / path).stat()
+        cache[path] = f"{st.st_size}:{st.st_mtime_ns}:{sha}"
     problems = []
     for f in files:
         p = dest / f.path
@@ -174,7 +279,7 @@ class Progress(threading.Thread):
 
     Log lines are where the operator reads progress without exec or extra RBAC for
     the download pod (`kubectl logs` reads them too). Bytes count finished files and
-    huggingface_hub's `*.incomplete` partial files.
+    partial files (ours and huggingface_hub's for Xet files).
     """
 
     def __init__(self, dest: Path, files: list[RemoteFile], commit: str, interval: float, stall_seconds: float):
@@ -191,9 +296,11 @@ class Progress(threading.Thread):
             if p.is_file() and p.stat().st_size == f.size:
                 done_bytes += f.size
                 done_files += 1
-        partial = self.dest / ".cache" / "huggingface" / "download"
-        if partial.is_dir():
-            done_bytes += sum(p.stat().st_size for p in partial.rglob("*.incomplete") if p.is_file())
+        for partial in (self.dest / ".minimax-partial", self.dest / ".cache" / "huggingface" / "download"):
+            if partial.is_dir():
+                done_bytes += sum(
+                    p.stat().st_size for p in partial.rglob("*") if p.suffix in (".part", ".incomplete") and p.is_file()
+                )
         return min(done_bytes, self.total), done_files
 
     def report(self, rate: float) -> int:
@@ -231,7 +338,7 @@ class Progress(threading.Thread):
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub import HfApi
 
     token = os.environ.get("HF_TOKEN") or None
     api = HfApi(endpoint=args.endpoint, token=token)
@@ -248,25 +355,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.monotonic()
     progress = Progress(dest, files, commit, args.progress_interval, args.stall_seconds)
     progress.start()
+    fetcher = Fetcher(api, args.repo, commit, dest, token)
     try:
-        snapshot_download(
-            args.repo,
-            revision=commit,
-            local_dir=str(dest),
-            allow_patterns=[f.path for f in files],
-            endpoint=args.endpoint,
-            token=token,
-            max_workers=args.max_workers,
-        )
+        with ThreadPoolExecutor(max_workers=args.max_workers, thread_name_prefix="fetch") as pool:
+            for _ in pool.map(fetcher.fetch, files):
+                pass
     except OSError as e:
         if getattr(e, "errno", None) == 28:
             raise DownloadError("InsufficientStorage", "the PVC is full: raise spec.storage.size") from e
         raise DownloadError("DownloadInterrupted", f"{type(e).__name__}: {e}") from e
-    except Exception as e:  # httpx's network errors: the next attempt resumes
-        raise DownloadError("DownloadInterrupted", f"{type(e).__name__}: {e}") from e
     finally:
         progress.done.set()
-    verify(dest, files)
+    verify(dest, files, fetcher.verified)
     progress.report(0)
     marker = {
         "repo": args.repo,
