@@ -115,6 +115,8 @@ def download_job(r: Resolved, owner: Owner | None, settings: OperatorSettings, a
     env: list[Obj] = [
         {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"},
         {"name": "HF_XET_HIGH_PERFORMANCE", "value": "1"},
+        # hf_xet's chunk cache on the PVC: a restarted pod resumes Xet files from it.
+        {"name": "HF_HOME", "value": f"{MODELS_MOUNT}/.cache/huggingface"},
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
     ]

@@ -263,6 +263,15 @@ def _present_bytes(dest: Path, files: list[RemoteFile]) -> int:
     return total
 
 
+def _drop_unresumable_partials(dest: Path) -> None:
+    """huggingface_hub names its partial files per process, so a new pod can never resume them:
+    remove what killed pods left, before it fills the volume."""
+    partial = dest / ".cache" / "huggingface" / "download"
+    if partial.is_dir():
+        for p in partial.rglob("*.incomplete"):
+            p.unlink(missing_ok=True)
+
+
 def check_space(dest: Path, mount: Path, files: list[RemoteFile]) -> None:
     need = sum(f.size for f in files) - _present_bytes(dest, files)
     free = shutil.disk_usage(mount).free
@@ -351,6 +360,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result = {"revision": commit, "filesTotal": len(files), "bytesTotal": sum(f.size for f in files)}
     if _already_complete(dest, commit, files):
         return {**result, "skipped": True}
+    _drop_unresumable_partials(dest)
     check_space(dest, Path(args.claim_mount or dest), files)
     started = time.monotonic()
     progress = Progress(dest, files, commit, args.progress_interval, args.stall_seconds)

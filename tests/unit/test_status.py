@@ -77,3 +77,26 @@ def test_termination_message_of_the_newest_pod() -> None:
 
     assert st.terminated_message([term("1", "old"), term("2", "new")], "Failed") == "new"
     assert st.terminated_message([term("1", "old")], "Succeeded") == ""
+
+
+def test_reconciler_reads_progress_from_the_last_progress_line_of_the_log() -> None:
+    from minimax_operator.reconciler import Reconciler, Settings
+
+    class Logs:
+        def log_tail(self, namespace: str, pod: str, container: str) -> str:
+            assert (namespace, pod, container) == ("ns", "p", "download")
+            return "\n".join(
+                [
+                    json.dumps({"event": "progress", "bytesDone": 10, "bytesTotal": 100}),
+                    json.dumps({"event": "progress", "bytesDone": 40, "bytesTotal": 100, "etaSeconds": 9}),
+                    "Fetching 4 files: 40%",
+                ]
+            )
+
+    r = Reconciler(Logs(), Settings())  # type: ignore[arg-type]
+    assert r._progress({"metadata": {"namespace": "ns", "name": "p"}}) == {
+        "bytesDone": 40,
+        "bytesTotal": 100,
+        "etaSeconds": 9,
+        "progress": "40%",
+    }
