@@ -201,7 +201,9 @@ class DownloadSpec(_Model):
 class ConfigMapRef(_Model):
     """A ConfigMap, in the resource's namespace unless the platform allows another."""
 
-    name: str = Field(default="chatos-models", max_length=253, pattern=DNS_SUBDOMAIN)
+    name: str = Field(
+        default="chatos-models", max_length=253, pattern=DNS_SUBDOMAIN, description="Name of the ConfigMap."
+    )
     namespace: str | None = Field(
         default=None,
         max_length=63,
@@ -218,7 +220,12 @@ class ChatOSSpec(_Model):
     configMapRef: ConfigMapRef = Field(
         default_factory=ConfigMapRef, description="ChatOS's models ConfigMap.", json_schema_extra=_EMPTY
     )
-    key: str = Field(default="models.json", max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+    key: str = Field(
+        default="models.json",
+        max_length=253,
+        pattern=r"^[-._a-zA-Z0-9]+$",
+        description="Key of the ConfigMap that holds models.json.",
+    )
     displayName: str | None = Field(
         default=None, max_length=128, description="Name shown in ChatOS. Defaults to the served model name."
     )

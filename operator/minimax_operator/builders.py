@@ -153,7 +153,7 @@ def download_job(r: Resolved, owner: Owner | None, settings: OperatorSettings, a
                 "metadata": {"labels": pod_labels, "annotations": pod_annotations},
                 "spec": {
                     "restartPolicy": "Never",
-                    "securityContext": {"runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000},
+                    "securityContext": {"runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001},
                     "containers": [container],
                     "volumes": [{"name": "weights", "persistentVolumeClaim": {"claimName": r.claim_name}}],
                 },

@@ -71,6 +71,14 @@ def cmd_crd(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_manifests(args: argparse.Namespace) -> int:
+    from .manifests import write
+
+    for rel in write(Path(args.root)):
+        print(f"wrote {rel}")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import kopf
     from prometheus_client import start_http_server
@@ -149,6 +157,10 @@ def parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("crd", help="print the CustomResourceDefinition")
     c.set_defaults(func=cmd_crd)
+
+    m = sub.add_parser("manifests", help="write the CRD and the chart's RBAC rules from their sources")
+    m.add_argument("--root", default=".", help="repository root")
+    m.set_defaults(func=cmd_manifests)
 
     from .download import add_arguments
 

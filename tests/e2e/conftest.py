@@ -40,12 +40,19 @@ def _free_port() -> int:
 
 
 def _operator_kubeconfig(admin: Cluster, path: Path) -> Path:
-    """A kubeconfig with the operator's ServiceAccount token, so the audit log can tell its requests apart."""
+    """The operator's identity: the ServiceAccount and ClusterRole of the install manifest (the chart's output).
+
+    So every e2e test also proves the RBAC suffices, and the audit log can tell its requests apart.
+    """
     admin.kubectl("create", "namespace", "minimax-system", check=False)
-    admin.kubectl("create", "serviceaccount", "minimax-operator", "-n", "minimax-system", check=False)
     install = yaml.safe_load_all((ROOT / "docs" / "install" / "operator.yaml").read_text())
-    admin.apply_docs([d for d in install if d["kind"] in ("ClusterRole", "ClusterRoleBinding")])
-    token = admin.kubectl("create", "token", "minimax-operator", "-n", "minimax-system", "--duration=24h").strip()
+    admin.apply_docs([d for d in install if d and d["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")])
+    return token_kubeconfig(admin, "minimax-system", "minimax-operator", path)
+
+
+def token_kubeconfig(admin: Cluster, namespace: str, service_account: str, path: Path) -> Path:
+    """A kubeconfig that authenticates as a ServiceAccount, as the operator's pod would."""
+    token = admin.kubectl("create", "token", service_account, "-n", namespace, "--duration=24h").strip()
     config = yaml.safe_load(Path(admin.kubeconfig).read_text())
     config["users"][0]["user"] = {"token": token}
     path.write_text(yaml.safe_dump(config))

@@ -39,3 +39,10 @@ def test_nested_objects_default_to_empty_so_their_field_defaults_apply() -> None
     spec = yaml.safe_load(crd.crd_yaml())["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     assert spec["properties"]["gpu"]["default"] == {}
     assert spec["properties"]["gpu"]["properties"]["perNode"]["default"] == 8
+
+
+def test_every_generated_file_is_committed_as_generated() -> None:
+    from minimax_operator import manifests
+
+    for rel, content in manifests.generated().items():
+        assert (ROOT / rel).read_text() == content, f"{rel} is stale: run `make manifests`"

@@ -1,0 +1,43 @@
+"""The RBAC rules the operator needs: one list, rendered into the Helm chart.
+
+Each rule names the calls that need it (kube.Kube and kopf's watches). The end-to-end
+tests run the operator under exactly these rules, so a missing one fails a test; no
+wildcard, and no Secrets: the download pod reads the Hugging Face token itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .api import GROUP, PLURAL
+
+Rule = dict[str, Any]
+
+#: Rules in every watched namespace (a Role each, or one ClusterRole for all namespaces).
+NAMESPACED_RULES: list[Rule] = [
+    # kopf watches the resources, patches finalizers; the reconciler reads them.
+    {"apiGroups": [GROUP], "resources": [PLURAL], "verbs": ["get", "list", "watch", "patch"]},
+    {"apiGroups": [GROUP], "resources": [f"{PLURAL}/status"], "verbs": ["get", "patch"]},
+    # Server-side apply of the PVC and Service (create on first apply).
+    {"apiGroups": [""], "resources": ["persistentvolumeclaims", "services"], "verbs": ["get", "create", "patch"]},
+    # ChatOS: read-modify-write with resourceVersion; create only with --create-chatos-configmap.
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create", "update"]},
+    # Download and server pods: state, termination messages, and download progress from the log.
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+    # kopf watches both to react at once; stale download Jobs are deleted.
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
+    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch", "create", "patch"]},
+]
+
+#: Cluster-scoped, read-only, in every install mode: kopf watches namespaces (to match
+#: --namespace globs such as team-*) and CRDs (to notice its resource appear or change).
+CLUSTER_RULES: list[Rule] = [
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
+    {
+        "apiGroups": ["apiextensions.k8s.io"],
+        "resources": ["customresourcedefinitions"],
+        "verbs": ["get", "list", "watch"],
+    },
+]
