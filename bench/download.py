@@ -25,29 +25,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.fakehub import FakeHub
+from tests.fakehub import FakeHub, make_files
 
 REPO = "MiniMaxAI/Bench"
-
-
-def make_repo(root: Path, gb: float, shards: int) -> dict[str, Path]:
-    root.mkdir(parents=True)
-    size = int(gb * 1e9 / shards)
-    block = os.urandom(1 << 20)
-    files = {}
-    for i in range(shards):
-        p = root / f"model-{i:05d}-of-{shards:05d}.safetensors"
-        with p.open("wb") as f:
-            left = size
-            while left > 0:
-                # Distinct content per shard and position, cheaply: XOR-free prefix change.
-                chunk = (i.to_bytes(4, "little") + block)[: min(len(block), left)]
-                f.write(chunk)
-                left -= len(chunk)
-        files[p.name] = p
-    (root / "config.json").write_text('{"model_type": "minimax_m2"}')
-    files["config.json"] = root / "config.json"
-    return files
 
 
 def env(work: Path, hub: FakeHub) -> dict[str, str]:
@@ -88,7 +68,7 @@ def main() -> None:
     hf = shutil.which("hf", path=str(Path(sys.executable).parent)) or "hf"
     with tempfile.TemporaryDirectory(prefix="minimax-bench-") as tmp:
         work = Path(tmp)
-        files = make_repo(work / "src", args.gb, args.shards)
+        files = make_files(work / "src", args.shards, int(args.gb * 1e9 / args.shards))
         total = sum(p.stat().st_size for p in files.values())
         with FakeHub() as hub:
             hub.add_repo(REPO, files)

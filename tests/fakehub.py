@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import threading
 from dataclasses import dataclass, field
@@ -46,6 +47,19 @@ class Faults:
     cut_after: dict[str, int] = field(default_factory=dict)  # path -> bytes, once
     stall_after: dict[str, int] = field(default_factory=dict)  # path -> bytes
     release: threading.Event = field(default_factory=threading.Event)
+
+
+def make_files(root: Path, shards: int, shard_bytes: int) -> dict[str, Path]:
+    """A small model repository on disk: random safetensors shards and a config.json."""
+    root.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for i in range(shards):
+        p = root / f"model-{i:05d}-of-{shards:05d}.safetensors"
+        p.write_bytes(os.urandom(shard_bytes))
+        files[p.name] = p
+    (root / "config.json").write_text('{"model_type": "minimax_m2"}')
+    files["config.json"] = root / "config.json"
+    return files
 
 
 class FakeHub:

@@ -95,6 +95,24 @@ def _m2(name: str, image: str, versions: str) -> Preset:
     )
 
 
+def _m3(name: str, disk_gb: int, startup: int, note: str) -> Preset:
+    return Preset(
+        name=name,
+        repo=f"MiniMaxAI/{name}",
+        family="MiniMax-M3",
+        vllm_image="vllm/vllm-openai:v0.24.0",
+        vllm_versions=">=0.24 (unverified)",
+        tensor_parallel_size=8,
+        disk_gb=disk_gb,
+        weights_vram_gb=disk_gb,
+        max_model_len=196608,
+        flags=_M3_FLAGS,
+        expert_parallel=True,
+        startup_timeout_seconds=startup,
+        notes=(note,),
+    )
+
+
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
@@ -104,36 +122,8 @@ PRESETS: dict[str, Preset] = {
         _m2("MiniMax-M2.1", "vllm/vllm-openai:v0.11.2", ">=0.11.0"),
         _m2("MiniMax-M2.5", "vllm/vllm-openai:v0.20.0", ">=0.20"),
         _m2("MiniMax-M2.7", "vllm/vllm-openai:v0.20.0", ">=0.20"),
-        Preset(
-            name="MiniMax-M3",
-            repo="MiniMaxAI/MiniMax-M3",
-            family="MiniMax-M3",
-            vllm_image="vllm/vllm-openai:v0.24.0",
-            vllm_versions=">=0.24 (unverified)",
-            tensor_parallel_size=8,
-            disk_gb=860,
-            weights_vram_gb=860,
-            max_model_len=196608,
-            flags=_M3_FLAGS,
-            expert_parallel=True,
-            startup_timeout_seconds=7200,
-            notes=("BF16 vision-language checkpoint, 427B total / 26B active",),
-        ),
-        Preset(
-            name="MiniMax-M3-MXFP8",
-            repo="MiniMaxAI/MiniMax-M3-MXFP8",
-            family="MiniMax-M3",
-            vllm_image="vllm/vllm-openai:v0.24.0",
-            vllm_versions=">=0.24 (unverified)",
-            tensor_parallel_size=8,
-            disk_gb=450,
-            weights_vram_gb=450,
-            max_model_len=196608,
-            flags=_M3_FLAGS,
-            expert_parallel=True,
-            startup_timeout_seconds=5400,
-            notes=("MXFP8 checkpoint (size unverified)",),
-        ),
+        _m3("MiniMax-M3", disk_gb=860, startup=7200, note="BF16 vision-language checkpoint, 427B total / 26B active"),
+        _m3("MiniMax-M3-MXFP8", disk_gb=450, startup=5400, note="MXFP8 checkpoint (size unverified)"),
     )
 }
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakehub import FakeHub
+from tests.fakehub import FakeHub, make_files
 
 from .support import Cluster, Operator, wait_for
 
@@ -90,15 +90,7 @@ class Executor(threading.Thread):
 
 @pytest.fixture
 def hub(tmp_path: Path) -> Iterator[FakeHub]:
-    src = tmp_path / "src"
-    src.mkdir()
-    files = {}
-    for i in range(2):
-        p = src / f"model-0000{i}-of-00002.safetensors"
-        p.write_bytes(os.urandom(1 << 20))
-        files[p.name] = p
-    (src / "config.json").write_text("{}")
-    files["config.json"] = src / "config.json"
+    files = make_files(tmp_path / "src", 2, 1 << 20)
     with FakeHub() as h:
         h.add_repo("MiniMaxAI/Tiny", files)
         h.add_repo("MiniMaxAI/Gated", files, token="hf_good", gated=True)

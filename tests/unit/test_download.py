@@ -14,22 +14,14 @@ from pathlib import Path
 import pytest
 
 from minimax_operator import download
-from tests.fakehub import FakeHub
+from tests.fakehub import FakeHub, make_files
 
 SHARD = 3 << 20  # 3 MiB
 
 
 @pytest.fixture
 def hub(tmp_path: Path) -> Iterator[FakeHub]:
-    src = tmp_path / "src"
-    src.mkdir()
-    files = {}
-    for i in range(3):
-        p = src / f"model-0000{i}-of-00003.safetensors"
-        p.write_bytes(os.urandom(SHARD))
-        files[p.name] = p
-    (src / "config.json").write_text(json.dumps({"model_type": "minimax_m2"}))
-    files["config.json"] = src / "config.json"
+    files = make_files(tmp_path / "src", 3, SHARD)
     with FakeHub() as h:
         h.add_repo("MiniMaxAI/Tiny", files)
         gated = {"config.json": files["config.json"]}
