@@ -32,5 +32,5 @@ def test_docs_build_strict(tmp_path: Path) -> None:
 
 def test_every_page_is_in_the_navigation() -> None:
     nav = (ROOT / "mkdocs.yml").read_text()
-    pages = {p.name for p in (ROOT / "docs").glob("*.md")}
+    pages = {str(p.relative_to(ROOT / "docs")) for p in (ROOT / "docs").rglob("*.md")}
     assert pages == {p for p in pages if p in nav}
