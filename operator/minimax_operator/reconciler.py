@@ -92,6 +92,8 @@ class Reconciler:
                 except chatos.ChatOSConfigError as e:
                     # Never block deletion on someone else's broken file; say so loudly instead.
                     self.kube.event(body, "Warning", "UnregisterFailed", f"entry left in ChatOS: {e}")
+        with self._guard:
+            self._locks.pop(meta["uid"], None)  # the resource is going away: keep no state for it
 
     # ---- the steps ----------------------------------------------------------------------
 
