@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.config import JsonDict
 
+from . import flags
 from .presets import PRESET_NAMES
 
 GROUP = "minimax.chatos.io"
@@ -24,10 +25,14 @@ SINGULAR = "minimaxdeployment"
 SHORT_NAMES = ["mmd", "minimax"]
 CATEGORIES = ["ai"]
 
-#: Flags that the operator derives from the spec; setting them in extraArgs would
-#: make the server disagree with the resource (and with ChatOS's model_id).
-OWNED_FLAGS = ("--served-model-name", "--tensor-parallel-size", "--port", "--host", "--model")
-
+#: A resource's name names its Service, Deployment and labels: a DNS-1035 label.
+NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+NAME_MAX = 63
+NAME_RULE_MESSAGE = (
+    "metadata.name must be a DNS-1035 label (at most 63 lowercase letters, digits and '-', starting with a letter "
+    "and ending with a letter or digit), because it names the model's Service, Deployment and labels: "
+    "write minimax-m2-5, not minimax-m2.5"
+)
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -97,15 +102,7 @@ class VLLMSpec(_Model):
         extra="forbid",
         json_schema_extra={
             "x-kubernetes-validations": [
-                cel(
-                    "!has(self.extraArgs) || self.extraArgs.all(a, "
-                    + " && ".join(f"!a.startsWith('{f}')" for f in OWNED_FLAGS)
-                    + ")",
-                    "extraArgs must not set "
-                    + ", ".join(OWNED_FLAGS)
-                    + ": the operator derives them from servedModelName and tensorParallelSize",
-                    ".extraArgs",
-                ),
+                cel(flags.cel_rule(), flags.cel_message(), ".extraArgs"),
                 cel(
                     "!has(self.resources) || ("
                     "(!has(self.resources.limits) || !self.resources.limits.exists(k, k.endsWith('/gpu'))) && "
@@ -128,6 +125,17 @@ class VLLMSpec(_Model):
         description="Extra `vllm serve` arguments, appended after the preset's flags.",
     )
     env: list[EnvVar] = Field(default_factory=list, max_length=64, description="Extra environment variables.")
+
+    @field_validator("extraArgs")
+    @classmethod
+    def _no_owned_flags(cls, args: list[str]) -> list[str]:
+        """The CRD's rule, again: for render and for objects stored before the rule existed."""
+        for arg in args:
+            owned = flags.owned_flag(arg)
+            if owned:
+                raise ValueError(f"{arg!r} sets {owned}, which the operator owns ({flags.OWNED_LONG[owned]})")
+        return args
+
     resources: Resources | None = Field(default=None, description="CPU and memory requests and limits.")
     nodeSelector: dict[str, str] = Field(default_factory=dict, description="Node labels the server pods need.")
     tolerations: list[Toleration] = Field(

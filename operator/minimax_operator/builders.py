@@ -18,6 +18,9 @@ from .resolve import MODELS_MOUNT, Resolved
 MANAGER = "minimax-operator"
 HASH_ANNOTATION = f"{GROUP}/applied-hash"
 WEIGHTS_ANNOTATION = f"{GROUP}/weights-key"
+#: On the weights PVC: which repo it holds, so that a retained claim is re-used only for that model.
+MODEL_LABEL = f"{GROUP}/model"
+OWNER_LABEL = f"{GROUP}/deployment"
 COMPONENT_SERVER = "server"
 COMPONENT_DOWNLOAD = "weights-download"
 SERVER_PORT = 8000
@@ -47,7 +50,7 @@ def labels(r: Resolved, component: str | None = None) -> dict[str, str]:
         "app.kubernetes.io/name": "minimax",
         "app.kubernetes.io/instance": r.name,
         "app.kubernetes.io/managed-by": MANAGER,
-        f"{GROUP}/deployment": r.name,
+        OWNER_LABEL: r.name,
     }
     if component:
         out["app.kubernetes.io/component"] = component
@@ -56,6 +59,14 @@ def labels(r: Resolved, component: str | None = None) -> dict[str, str]:
 
 def selector(r: Resolved, component: str) -> dict[str, str]:
     return {"app.kubernetes.io/instance": r.name, "app.kubernetes.io/component": component}
+
+
+def model_label(repo: str) -> str:
+    """A label value naming the repo (`org.name`), or a hash of it when too long for a label."""
+    value = repo.replace("/", ".")
+    if len(value) <= 63 and value[-1].isalnum():
+        return value
+    return "sha256-" + hashlib.sha256(repo.encode()).hexdigest()[:32]
 
 
 def owner_reference(owner: Owner) -> Obj:
@@ -96,6 +107,7 @@ def pvc(r: Resolved, owner: Owner | None) -> Obj | None:
     if st.storageClassName:
         spec["storageClassName"] = st.storageClassName
     meta = _meta(r, r.claim_name, None if st.retainOnDelete else owner, "weights")
+    meta["labels"][MODEL_LABEL] = model_label(r.repo)
     return stamp({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta, "spec": spec})
 
 
@@ -104,8 +116,23 @@ def download_job_name(r: Resolved, attempt: int) -> str:
     return base if attempt == 0 else f"{base}-r{attempt}"
 
 
-def download_job(r: Resolved, owner: Owner | None, settings: OperatorSettings, attempt: int = 0) -> Obj:
-    """The Job that fills the PVC, with the operator's own image and `minimax-operator download`."""
+def _same_node_as_servers(r: Resolved) -> Obj:
+    """Required pod affinity to this model's server pods: a ReadWriteOnce claim is on one node only."""
+    term = {
+        "labelSelector": {"matchLabels": selector(r, COMPONENT_SERVER)},
+        "topologyKey": "kubernetes.io/hostname",
+    }
+    return {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}}
+
+
+def download_job(
+    r: Resolved, owner: Owner | None, settings: OperatorSettings, attempt: int = 0, beside_server: bool = False
+) -> Obj:
+    """The Job that fills the PVC, with the operator's own image and `minimax-operator download`.
+
+    `beside_server`: the server already runs from a ReadWriteOnce claim, so the Job's pod
+    must land on its node (elsewhere it would wait forever on Multi-Attach).
+    """
     d = r.spec.download
     args = ["download", "--repo", r.repo, "--dest", r.model_dir, "--claim-mount", MODELS_MOUNT]
     if r.revision:
@@ -160,6 +187,8 @@ def download_job(r: Resolved, owner: Owner | None, settings: OperatorSettings, a
             },
         },
     }
+    if beside_server and r.claim_access_mode == "ReadWriteOnce":
+        job["spec"]["template"]["spec"]["affinity"] = _same_node_as_servers(r)
     job["metadata"].setdefault("annotations", {})[WEIGHTS_ANNOTATION] = r.weights_key
     return stamp(job)
 
@@ -188,8 +217,11 @@ def vllm_args(r: Resolved) -> list[str]:
     return args
 
 
-def deployment(r: Resolved, owner: Owner | None) -> Obj:
-    """The vLLM server. GPU limit = tensorParallelSize; probes that let a huge checkpoint load."""
+def deployment(r: Resolved, owner: Owner | None, replicas: int | None = None) -> Obj:
+    """The vLLM server. GPU limit = tensorParallelSize; probes that let a huge checkpoint load.
+
+    `replicas` overrides the spec's (0 while a ReadWriteOncePod claim is being downloaded into).
+    """
     v = r.spec.vllm
     gpu = r.spec.gpu.resourceName
     tp = str(r.tensor_parallel_size)
@@ -240,6 +272,16 @@ def deployment(r: Resolved, owner: Owner | None) -> Obj:
     }
     if v.nodeSelector:
         pod_spec["nodeSelector"] = dict(v.nodeSelector)
+    mode = r.claim_access_mode
+    if mode == "ReadWriteOnce" and r.spec.replicas > 1:
+        pod_spec["affinity"] = _same_node_as_servers(r)  # check_storage made sure they fit on one node
+    # Never ask for more GPUs than the replicas hold: replace pods one at a time. A
+    # ReadWriteOncePod claim admits one pod at all, so the old pod must be gone first.
+    strategy: Obj = (
+        {"type": "Recreate"}
+        if mode == "ReadWriteOncePod"
+        else {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
+    )
     pod_annotations = {WEIGHTS_ANNOTATION: r.weights_key, **v.podAnnotations}
     return stamp(
         {
@@ -247,10 +289,9 @@ def deployment(r: Resolved, owner: Owner | None) -> Obj:
             "kind": "Deployment",
             "metadata": _meta(r, r.name, owner, COMPONENT_SERVER),
             "spec": {
-                "replicas": r.spec.replicas,
+                "replicas": r.spec.replicas if replicas is None else replicas,
                 "selector": {"matchLabels": selector(r, COMPONENT_SERVER)},
-                # Never ask for more GPUs than the replicas hold: replace pods one at a time.
-                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
+                "strategy": strategy,
                 "template": {
                     "metadata": {"labels": labels(r, COMPONENT_SERVER), "annotations": pod_annotations},
                     "spec": pod_spec,

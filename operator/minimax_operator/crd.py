@@ -131,6 +131,13 @@ def crd() -> dict[str, Any]:
                                 "status": status_schema,
                             },
                             "required": ["spec"],
+                            "x-kubernetes-validations": [
+                                {
+                                    "rule": f"size(self.metadata.name) <= {api.NAME_MAX} && "
+                                    f"self.metadata.name.matches('{api.NAME_PATTERN}')",
+                                    "message": api.NAME_RULE_MESSAGE,
+                                }
+                            ],
                         }
                     },
                 }

@@ -1,15 +1,21 @@
 """Reconcile one MiniMaxDeployment: compare desired with observed, apply the difference.
 
 Level-triggered and idempotent: every call reads the world, applies only objects
-whose desired content changed (a hash annotation records what was applied), and
+whose live content no longer holds what the operator wants (drift.covers), and
 writes status only when it differs. So a resync of a Ready resource makes no
-mutating request, and an operator restarted at any point converges without
-duplicates (every name it creates is derived from the spec and status).
+mutating request, a hand edit of an owned field is reverted at the next resync,
+and an operator restarted at any point converges without duplicates (every name it
+creates is derived from the spec and status).
+
+Ownership: an object the resource does not control (a user's Service of the same
+name, a retained PVC of another model) is never patched, adopted or deleted. Every
+child name is checked before anything is created, so a conflict costs no download.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -25,9 +31,10 @@ from . import builders, chatos
 from . import status as st
 from .api import CONDITION_TYPES, MiniMaxDeploymentSpec
 from .builders import HASH_ANNOTATION, OperatorSettings, Owner
+from .drift import covers
 from .kube import Conflict, Kube
 from .metrics import RECONCILES, WRITES
-from .resolve import LayoutError, Resolved, resolve
+from .resolve import LayoutError, Resolved, check_storage, resolve
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -61,6 +68,9 @@ class Reconciler:
         self.clock = clock
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        #: (uid, hash) of objects whose live form never covers the desired one (a field the API server
+        #: rewrites in a way drift.covers does not know): compared by hash only, so no apply loop.
+        self._uncoverable: set[tuple[str, str]] = set()
 
     def _lock(self, uid: str) -> threading.Lock:
         with self._guard:
@@ -118,8 +128,26 @@ class Reconciler:
         new.update(model=r.model_label, servedModelName=r.served_model_name, tensorParallelSize=r.tensor_parallel_size)
         owner = Owner(name=name, uid=meta["uid"])
 
-        weights = self._weights(r, owner, old, new)
-        server = self._server(r, owner, weights.status == "True", new)
+        try:
+            r = self._preflight(body, r, old)
+            weights = self._weights(r, owner, old, new)
+            server = self._server(r, owner, weights.status == "True", new)
+        except (_NameConflict, LayoutError) as e:
+            if isinstance(e, _NameConflict):
+                # Not our server: whatever answers under that name must not be in ChatOS as this model.
+                for target in self._registration_targets(body):
+                    self._unregister(target, f"{ns}/{name}")
+                new.pop("endpoint", None)
+            reason = "NameConflict" if isinstance(e, _NameConflict) else "LayoutInvalid"
+            conds = [
+                st.false("WeightsReady", reason, str(e)),
+                st.unknown("ServerReady", "WaitingForWeights"),
+                st.unknown("Registered", "WaitingForServer"),
+            ]
+            if old.get("download") and "download" not in new:
+                new["download"] = old["download"]  # keep the record of what was downloaded
+            self._finish(body, old, new, conds, replicas=0)
+            return
         registered = self._registration(body, r, server.status == "True", old, new)
         self._finish(body, old, new, [weights, server, registered], replicas=spec.replicas)
 
@@ -147,15 +175,64 @@ class Reconciler:
         self.kube.patch_status(body["metadata"]["namespace"], body["metadata"]["name"], patch)
         WRITES.labels(kind="MiniMaxDeployment/status").inc()
 
-    def _ensure(self, want: Obj) -> Obj:
-        """Apply `want` unless the live object already carries its hash."""
+    def _ensure(self, want: Obj, owner: Owner) -> Obj:
+        """Apply `want` unless the live object already holds it; never touch an object we do not control."""
         meta = want["metadata"]
         have = self.kube.get(want["kind"], meta["namespace"], meta["name"])
-        wanted_hash = meta["annotations"][HASH_ANNOTATION]
-        if have is not None and (have["metadata"].get("annotations") or {}).get(HASH_ANNOTATION) == wanted_hash:
-            return have
+        if have is not None:
+            if not _ours(have, owner, want):
+                raise _NameConflict(_conflict_message(want["kind"], have))
+            wanted_hash = meta["annotations"][HASH_ANNOTATION]
+            have_hash = (have["metadata"].get("annotations") or {}).get(HASH_ANNOTATION)
+            known_rewrite = (have["metadata"]["uid"], wanted_hash) in self._uncoverable
+            if covers(have, want) or (known_rewrite and have_hash == wanted_hash):
+                return have
+            # Optimistic concurrency: if the object was replaced since we read it, the apply fails (409).
+            want = {**want, "metadata": {**meta, "resourceVersion": have["metadata"]["resourceVersion"]}}
         WRITES.labels(kind=want["kind"]).inc()
-        return self.kube.apply(want)
+        result = self.kube.apply(want)
+        if not covers(result, {**want, "metadata": meta}):
+            key = (result["metadata"]["uid"], meta["annotations"][HASH_ANNOTATION])
+            if key not in self._uncoverable:
+                log.warning(
+                    "%s %s: the API server rewrites an owned field; drift is checked by hash",
+                    want["kind"],
+                    meta["name"],
+                )
+                self._uncoverable.add(key)
+        return result
+
+    def _preflight(self, body: Obj, r: Resolved, old: Obj) -> Resolved:
+        """Check every child name and the claim before anything is created or downloaded.
+
+        Raises _NameConflict naming each object this resource does not control, or
+        LayoutError when an existing claim's access modes cannot carry the replicas.
+        Returns `r` with the existing claim's access mode filled in.
+        """
+        owner = Owner(name=r.name, uid=body["metadata"]["uid"])
+        problems = []
+        claim = self.kube.get("PersistentVolumeClaim", r.namespace, r.claim_name)
+        want_pvc = builders.pvc(r, owner)
+        if claim is not None and want_pvc is not None and not _ours(claim, owner, want_pvc, old):
+            problems.append(_conflict_message("PersistentVolumeClaim", claim, pvc_hint=True))
+        probes: list[tuple[str, str, Obj]] = [
+            ("Deployment", r.name, builders.deployment(r, owner)),
+            ("Service", r.service_name, builders.service(r, owner)),
+        ]
+        dl = old.get("download") or {}
+        job_name = str(dl.get("jobName") or builders.download_job_name(r, 0))
+        probes.append(("Job", job_name, builders.download_job(r, owner, self.settings.operator)))
+        for kind, obj_name, want in probes:
+            have = self.kube.get(kind, r.namespace, obj_name)
+            if have is not None and not _ours(have, owner, want):
+                problems.append(_conflict_message(kind, have))
+        if problems:
+            raise _NameConflict("; ".join(problems))
+        if r.spec.storage.existingClaim and claim is not None:
+            modes = list((claim.get("spec") or {}).get("accessModes") or [])
+            check_storage(r, modes)
+            r = dataclasses.replace(r, claim_access_mode=modes[0] if len(modes) == 1 else _widest(modes))
+        return r
 
     # weights ------------------------------------------------------------------------------
 
@@ -163,7 +240,7 @@ class Reconciler:
         want_pvc = builders.pvc(r, owner)
         if want_pvc is not None:
             try:
-                self._ensure(want_pvc)
+                self._ensure(want_pvc, owner)
             except ApiException as e:
                 return st.false("WeightsReady", "ApplyFailed", f"PVC {r.claim_name}: {_api_message(e)}")
         elif self.kube.get("PersistentVolumeClaim", r.namespace, r.claim_name) is None:
@@ -184,11 +261,15 @@ class Reconciler:
 
         job = self.kube.get("Job", r.namespace, job_name)
         if job is None:
-            job = self._ensure(builders.download_job(r, owner, self.settings.operator, attempt))
+            job = self._ensure(
+                builders.download_job(r, owner, self.settings.operator, attempt, self._server_running(r)), owner
+            )
+        elif not _controlled_by(job, owner):
+            raise _NameConflict(_conflict_message("Job", job))
         pods = self.kube.list("Pod", r.namespace, {"job-name": job_name})
         done = _job_condition(job, "Complete")
         failed = _job_condition(job, "Failed")
-        self._delete_stale_jobs(r, job_name, keep_older_attempts=not done)
+        self._delete_stale_jobs(r, owner, job_name, keep_older_attempts=not done)
 
         if done:
             result = _parse_result(st.terminated_message(pods, "Succeeded"))
@@ -212,7 +293,10 @@ class Reconciler:
                 dl["attempt"] = attempt + 1
                 dl["jobName"] = builders.download_job_name(r, attempt + 1)
                 dl.pop("lastFailureTime", None)
-                self._ensure(builders.download_job(r, owner, self.settings.operator, attempt + 1))
+                self._ensure(
+                    builders.download_job(r, owner, self.settings.operator, attempt + 1, self._server_running(r)),
+                    owner,
+                )
                 return st.false("WeightsReady", "Downloading", f"retrying after: {reason_text}")
             return st.false("WeightsReady", "DownloadFailed", f"{reason_text} (retry {attempt + 1} at {iso(retry_at)})")
         problem = st.pod_problem(pods)
@@ -238,12 +322,12 @@ class Reconciler:
                 return st.progress(line)
         return {}
 
-    def _delete_stale_jobs(self, r: Resolved, current: str, keep_older_attempts: bool) -> None:
+    def _delete_stale_jobs(self, r: Resolved, owner: Owner, current: str, keep_older_attempts: bool) -> None:
         jobs = self.kube.list("Job", r.namespace, {**builders.selector(r, builders.COMPONENT_DOWNLOAD)})
         for job in jobs:
             job_name = job["metadata"]["name"]
-            if job_name == current:
-                continue
+            if job_name == current or not _controlled_by(job, owner):
+                continue  # never delete a Job this resource does not control, even one with our labels
             same_key = (job["metadata"].get("annotations") or {}).get(builders.WEIGHTS_ANNOTATION) == r.weights_key
             if same_key and keep_older_attempts:
                 continue  # keep a failed attempt's pods (and logs) until a newer one succeeds
@@ -252,14 +336,27 @@ class Reconciler:
 
     # server -------------------------------------------------------------------------------
 
+    def _server_running(self, r: Resolved) -> bool:
+        dep = self.kube.get("Deployment", r.namespace, r.name)
+        return bool(dep and (dep.get("spec") or {}).get("replicas"))
+
     def _server(self, r: Resolved, owner: Owner, weights_ready: bool, new: Obj) -> st.Cond:
         dep = self.kube.get("Deployment", r.namespace, r.name)
-        if weights_ready:
-            try:
-                dep = self._ensure(builders.deployment(r, owner))
-                self._ensure(builders.service(r, owner))
-            except ApiException as e:
-                return st.false("ServerReady", "ApplyFailed", _api_message(e))
+        if dep is not None and not _controlled_by(dep, owner):
+            raise _NameConflict(_conflict_message("Deployment", dep))
+        try:
+            if weights_ready:
+                dep = self._ensure(builders.deployment(r, owner), owner)
+                self._ensure(builders.service(r, owner), owner)
+            elif dep is not None and r.claim_access_mode == "ReadWriteOncePod" and dep["spec"].get("replicas"):
+                # One pod at all may mount the claim: the server stops while the download Job runs.
+                dep = self._ensure(builders.deployment(r, owner, replicas=0), owner)
+                new["endpoint"] = r.endpoint
+                return st.false(
+                    "ServerReady", "StoppedForDownload", "ReadWriteOncePod: the server stops while the weights download"
+                )
+        except ApiException as e:
+            return st.false("ServerReady", "ApplyFailed", _api_message(e))
         if dep is None:
             return st.false("ServerReady", "WaitingForWeights", "the server starts once the weights are verified")
         new["endpoint"] = r.endpoint
@@ -406,6 +503,58 @@ class Reconciler:
 
 class _ConfigMapMissing(Exception):
     pass
+
+
+class _NameConflict(Exception):
+    """A child's name is taken by an object this resource does not control."""
+
+
+def _controlled_by(obj: Obj, owner: Owner) -> bool:
+    refs = obj["metadata"].get("ownerReferences") or []
+    return any(ref.get("controller") and ref.get("uid") == owner.uid for ref in refs)
+
+
+def _ours(have: Obj, owner: Owner, want: Obj, old_status: Obj | None = None) -> bool:
+    """Does this resource control `have`? A controller reference with its uid, or, for a retained
+    weights PVC (no owner reference by design), labels that prove it holds this resource's model."""
+    if _controlled_by(have, owner):
+        return True
+    if want["kind"] != "PersistentVolumeClaim":
+        return False
+    if any(ref.get("controller") for ref in have["metadata"].get("ownerReferences") or []):
+        return False  # another object's claim
+    labels = have["metadata"].get("labels") or {}
+    wanted = want["metadata"]["labels"]
+    same_resource = all(labels.get(k) == wanted[k] for k in ("app.kubernetes.io/managed-by", builders.OWNER_LABEL))
+    if not same_resource:
+        return False
+    if builders.MODEL_LABEL in labels:
+        return bool(labels[builders.MODEL_LABEL] == wanted[builders.MODEL_LABEL])
+    # Written by a release before the model label: ours only if this very resource downloaded into it.
+    return bool(old_status and (old_status.get("download") or {}).get("jobName"))
+
+
+def _conflict_message(kind: str, obj: Obj, pvc_hint: bool = False) -> str:
+    meta = obj["metadata"]
+    refs = [f"{r.get('kind')}/{r.get('name')}" for r in meta.get("ownerReferences") or [] if r.get("controller")]
+    by = f", controlled by {refs[0]}" if refs else ""
+    hint = (
+        f" (a retained weights claim is re-used only when its labels {builders.OWNER_LABEL} and "
+        f"{builders.MODEL_LABEL} name this resource and its model)"
+        if pvc_hint
+        else ""
+    )
+    return (
+        f"{kind} {meta['namespace']}/{meta['name']} exists and is not controlled by this MiniMaxDeployment{by}{hint}; "
+        "the operator never changes it: rename this resource or remove that object"
+    )
+
+
+def _widest(modes: list[str]) -> str:
+    for mode in ("ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"):
+        if mode in modes:
+            return mode
+    return modes[0] if modes else "ReadWriteOnce"
 
 
 def _failure_text(message: str) -> str:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
 
-from .api import MiniMaxDeploymentSpec
+from .api import NAME_MAX, NAME_PATTERN, NAME_RULE_MESSAGE, MiniMaxDeploymentSpec
 from .presets import PRESETS, Preset
 
 MODELS_MOUNT = "/models"
@@ -26,8 +27,9 @@ class LayoutError(ValueError):
     """A spec that would never serve; the message says what to change."""
 
     def __init__(self, field: str, message: str):
-        super().__init__(f"spec.{field}: {message}")
-        self.field = field
+        path = field if field.startswith("metadata.") else f"spec.{field}"
+        super().__init__(f"{path}: {message}")
+        self.field = path
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ class Resolved:
     storage_size: str
     claim_name: str
     model_dir: str
+    #: Access mode of the weights claim: the spec's, or the existing claim's once observed.
+    claim_access_mode: str | None = None
 
     @property
     def model_label(self) -> str:
@@ -92,6 +96,8 @@ def resolve(
     name: str, namespace: str, spec: MiniMaxDeploymentSpec, vllm_images: dict[str, str] | None = None
 ) -> Resolved:
     """Effective settings, or LayoutError naming the field to change."""
+    if len(name) > NAME_MAX or not re.match(NAME_PATTERN, name):
+        raise LayoutError("metadata.name", NAME_RULE_MESSAGE.removeprefix("metadata.name "))
     preset = PRESETS.get(spec.model) if spec.model else None
     repo = spec.repo or (preset.repo if preset else "")
     if not repo:
@@ -124,9 +130,47 @@ def resolve(
         storage_size=_storage_size(preset, spec),
         claim_name=claim,
         model_dir=f"{MODELS_MOUNT}/{repo}",
+        claim_access_mode=None if spec.storage.existingClaim else spec.storage.accessMode,
     )
     check_layout(resolved)
+    if not spec.storage.existingClaim:
+        check_storage(resolved, [spec.storage.accessMode])
     return resolved
+
+
+def check_storage(r: Resolved, access_modes: list[str]) -> None:
+    """Raise LayoutError when the claim's access modes cannot carry the replicas.
+
+    What each mode allows (Kubernetes, with block storage such as EBS, PD, Ceph RBD):
+    ReadWriteMany: any pods on any nodes. ReadWriteOnce: any pods, but on one node at a
+    time; a pod on a second node never starts (Multi-Attach), so every replica must fit
+    on one node (the operator pins them there). ReadWriteOncePod: one pod at all, so one
+    replica, no download Job beside the server, no rolling update.
+    """
+    replicas, tp, per_node = r.spec.replicas, r.tensor_parallel_size, r.spec.gpu.perNode
+    field = "storage.existingClaim" if r.spec.storage.existingClaim else "storage.accessMode"
+    if "ReadWriteMany" in access_modes:
+        return
+    if "ReadWriteOnce" in access_modes:
+        if replicas * tp > per_node:
+            raise LayoutError(
+                field,
+                f"a ReadWriteOnce claim attaches to one node, so all {replicas} replicas x {tp} GPUs must fit on "
+                f"one node of {per_node} GPUs (spec.gpu.perNode); a replica on a second node would never start "
+                f"(Multi-Attach). Use a ReadWriteMany storage class and accessMode, or at most "
+                f"{per_node // tp} replicas",
+            )
+        return
+    if "ReadWriteOncePod" in access_modes and replicas > 1:
+        raise LayoutError(
+            field,
+            f"a ReadWriteOncePod claim allows one pod at a time, so at most 1 replica (spec.replicas is {replicas}); "
+            "use ReadWriteOnce for replicas on one node or ReadWriteMany for replicas on several nodes",
+        )
+    if access_modes and not {"ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"} & set(access_modes):
+        raise LayoutError(
+            field, f"the claim's access modes {access_modes} do not allow the download Job to write the weights"
+        )
 
 
 def check_layout(r: Resolved) -> None:

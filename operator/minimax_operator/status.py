@@ -29,6 +29,7 @@ FAILURE_REASONS = frozenset(
         "NamespaceNotAllowed",
         "ClaimNotFound",
         "ApplyFailed",
+        "NameConflict",
     }
 )
 

@@ -92,18 +92,27 @@ def test_resume_after_kill_fetches_only_what_is_missing(hub: FakeHub, tmp_path: 
     def partial_bytes() -> int:
         return sum(p.stat().st_size for p in dest.rglob("*.part"))
 
+    # Wait until the partial file reaches the stall point (a loaded machine may leave the last
+    # few bytes of a read in the client's buffer, so "stopped growing near half" is the signal).
     deadline = time.monotonic() + 60
-    while partial_bytes() < SHARD // 2 and time.monotonic() < deadline:
+    last, stable_since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        now = partial_bytes()
+        if now != last:
+            last, stable_since = now, time.monotonic()
+        elif now >= SHARD // 2 - 65536 and time.monotonic() - stable_since > 0.5:
+            break
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert partial_bytes() == SHARD // 2, "the killed download should leave half of the file"
+    kept = partial_bytes()
+    assert SHARD // 2 - 65536 <= kept <= SHARD // 2, "the killed download should leave about half of the file"
     assert not (dest / first).exists()  # a partial file is never taken for a complete one
     del hub.faults.stall_after[first]
     before = dict(hub.bytes_served)
     code, _, out = run(hub.url, dest)
     assert code == 0, out
-    assert hub.bytes_served[first] - before[first] == SHARD - SHARD // 2  # only the missing half
+    assert hub.bytes_served[first] - before[first] == SHARD - kept  # only the missing part
     assert (dest / first).read_bytes() == hub.repos["MiniMaxAI/Tiny"].files[first].source.read_bytes()
     assert not list(dest.rglob("*.part"))
 

@@ -27,7 +27,7 @@ def test_every_preset_resolves_with_its_defaults_on_80gb_gpus(name: str) -> None
 def test_m3_bf16_does_not_fit_eight_80gb_gpus_but_fits_141gb() -> None:
     with pytest.raises(LayoutError, match="GiB of GPU memory") as e:
         resolve("m", "ns", spec(model="MiniMax-M3"))
-    assert e.value.field == "tensorParallelSize"
+    assert e.value.field == "spec.tensorParallelSize"
     assert resolve("m", "ns", spec(model="MiniMax-M3", gpu={"memoryGiB": 141})).tensor_parallel_size == 8
 
 
@@ -51,7 +51,7 @@ def test_tp_must_fit_a_node() -> None:
 def test_context_longer_than_the_model_is_refused() -> None:
     with pytest.raises(LayoutError, match="maxModelLen") as e:
         resolve("m", "ns", spec(model="MiniMax-M1-40k", maxModelLen=100000))
-    assert e.value.field == "maxModelLen"
+    assert e.value.field == "spec.maxModelLen"
 
 
 def test_custom_repo_needs_size_and_image() -> None:
