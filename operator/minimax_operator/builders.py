@@ -188,7 +188,9 @@ def download_job(
         },
     }
     if beside_server and r.claim_access_mode == "ReadWriteOnce":
-        job["spec"]["template"]["spec"]["affinity"] = _same_node_as_servers(r)
+        pod = job["spec"]["template"]["spec"]
+        pod["affinity"] = _same_node_as_servers(r)
+        pod["tolerations"] = server_tolerations(r)  # the servers' node is a (tainted) GPU node
     job["metadata"].setdefault("annotations", {})[WEIGHTS_ANNOTATION] = r.weights_key
     return stamp(job)
 
@@ -215,6 +217,12 @@ def vllm_args(r: Resolved) -> list[str]:
         args += ["--gpu-memory-utilization", str(r.spec.gpuMemoryUtilization)]
     args += list(r.spec.vllm.extraArgs)
     return args
+
+
+def server_tolerations(r: Resolved) -> list[Obj]:
+    """The GPU resource's usual taint (as GKE and the GPU operator set it), plus the user's."""
+    tolerations: list[Obj] = [{"key": r.spec.gpu.resourceName, "operator": "Exists", "effect": "NoSchedule"}]
+    return tolerations + [t.model_dump(exclude_none=True) for t in r.spec.vllm.tolerations]
 
 
 def deployment(r: Resolved, owner: Owner | None, replicas: int | None = None) -> Obj:
@@ -259,11 +267,9 @@ def deployment(r: Resolved, owner: Owner | None, replicas: int | None = None) ->
         "readinessProbe": {"httpGet": http, "periodSeconds": period, "timeoutSeconds": 5, "failureThreshold": 3},
         "livenessProbe": {"httpGet": http, "periodSeconds": 30, "timeoutSeconds": 10, "failureThreshold": 5},
     }
-    tolerations: list[Obj] = [{"key": gpu, "operator": "Exists", "effect": "NoSchedule"}]
-    tolerations += [t.model_dump(exclude_none=True) for t in v.tolerations]
     pod_spec: Obj = {
         "containers": [container],
-        "tolerations": tolerations,
+        "tolerations": server_tolerations(r),
         "terminationGracePeriodSeconds": 60,
         "volumes": [
             {"name": "weights", "persistentVolumeClaim": {"claimName": r.claim_name, "readOnly": True}},

@@ -6,7 +6,9 @@ import argparse
 import json
 import logging
 import os
+import socket
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +86,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from prometheus_client import start_http_server
 
     from .handlers import register
+    from .health import serve_health
     from .kube import Kube, load_client
+    from .leader import Elector, default_namespace
     from .reconciler import Reconciler, Settings
 
     kopf.configure(
@@ -94,6 +98,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     logging.getLogger().setLevel(args.log_level.upper())
     if args.log_level != "debug":  # kopf logs every handled event at INFO; keep the operator's own lines
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+        logging.getLogger("leaderelection").setLevel(logging.WARNING)  # a line per Lease renewal otherwise
     settings = Settings(
         operator=OperatorSettings(
             download_image=args.download_image, download_backoff_limit=args.download_backoff_limit
@@ -108,16 +113,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     reconciler = Reconciler(Kube(load_client(args.kubeconfig)), settings)
     registry = kopf.OperatorRegistry()
     register(registry, reconciler, args.resync_seconds)
+    # Metrics and health on every replica, leader or not.
     if args.metrics_port:
         start_http_server(args.metrics_port)
+    elector = None
+    if args.leader_elect:
+        identity = f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
+        elector = Elector(args.leader_election_id, args.leader_election_namespace or default_namespace(), identity)
+    if args.health_port:
+        serve_health(args.health_port, lambda: "leader" if elector is None or elector.leading.is_set() else "follower")
+    if elector:
+        elector.start()
+        while not elector.leading.wait(1.0):
+            pass  # a follower only waits; SIGTERM ends it as it is
     namespaces = args.namespace or []
-    kopf.run(
-        registry=registry,
-        clusterwide=not namespaces,
-        namespaces=namespaces,
-        standalone=True,
-        liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None,
-    )
+    try:
+        kopf.run(registry=registry, clusterwide=not namespaces, namespaces=namespaces, standalone=True)
+    finally:
+        if elector:
+            elector.release()
     return 0
 
 
@@ -144,6 +158,14 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--create-chatos-configmap", action="store_true", help="create a missing ChatOS ConfigMap")
     run.add_argument("--retry-base-seconds", type=int, default=60, help="first wait before a failed download retries")
     run.add_argument("--download-backoff-limit", type=int, default=4, help="pod retries inside one download Job")
+    run.add_argument(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="reconcile only while holding a Lease, so that several replicas can run (default on)",
+    )
+    run.add_argument("--leader-election-id", default="minimax-operator", help="name of the Lease")
+    run.add_argument("--leader-election-namespace", help="namespace of the Lease (default: the operator pod's)")
     run.add_argument("--log-format", choices=["json", "plain"], default="json")
     run.add_argument("--log-level", choices=["debug", "info", "warning"], default="info")
     run.set_defaults(func=cmd_run)

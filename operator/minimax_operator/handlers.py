@@ -14,7 +14,7 @@ import kopf
 
 from .api import GROUP, PLURAL, VERSION
 from .builders import MANAGER
-from .reconciler import Reconciler
+from .reconciler import FINALIZER, Reconciler, UnregisterBlocked
 
 log = logging.getLogger(__name__)
 OWNER_LABEL = f"{GROUP}/deployment"
@@ -25,7 +25,7 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler, resync_sec
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-        settings.persistence.finalizer = f"{GROUP}/finalizer"
+        settings.persistence.finalizer = FINALIZER
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
         settings.posting.enabled = False
@@ -50,9 +50,13 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler, resync_sec
     def resync(body: kopf.Body, **_: Any) -> None:
         reconciler.reconcile(dict(body))
 
-    @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry)
+    # Retried every few seconds until the ChatOS entry is provably gone (kopf's default is 60 s).
+    @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, backoff=3)
     def on_delete(body: kopf.Body, **_: Any) -> None:
-        reconciler.finalize(dict(body))
+        try:
+            reconciler.finalize(dict(body))
+        except UnregisterBlocked as e:
+            raise kopf.TemporaryError(str(e), delay=30) from e  # a person must act: no hot loop
 
     def kick_owner(body: kopf.Body) -> None:
         name = body.metadata.labels.get(OWNER_LABEL)

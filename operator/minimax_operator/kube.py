@@ -131,6 +131,28 @@ class Kube:
         )
         return result
 
+    def ensure_finalizer(self, obj: Obj, finalizer: str) -> Obj:
+        """Add `finalizer` by server-side apply: a set element of our own, so no one else's is lost."""
+        meta = obj["metadata"]
+        body = {
+            "apiVersion": obj["apiVersion"],
+            "kind": obj["kind"],
+            "metadata": {
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+                "finalizers": [finalizer],
+            },
+        }
+        result: Obj = self._call(
+            "PATCH",
+            _path(obj["kind"], meta["namespace"], meta["name"]),
+            body=body,
+            query=[("fieldManager", FIELD_MANAGER)],
+            content_type="application/apply-patch+yaml",
+        )
+        return result
+
     def delete(self, kind: str, namespace: str, name: str) -> bool:
         body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
         try:

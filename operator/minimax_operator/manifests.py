@@ -25,7 +25,8 @@ def _rules(rules: list[rbac.Rule]) -> str:
 
 def reference() -> str:
     """docs/reference.md: every spec field with its type, default and description, from the CRD."""
-    schema = crd.crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    root = crd.crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    schema = root["properties"]["spec"]
     rows: list[str] = []
 
     def walk(node: dict[str, Any], path: str) -> None:
@@ -44,7 +45,7 @@ def reference() -> str:
                 walk(prop, field)
 
     walk(schema, "")
-    rules = []
+    rules = [f"- `metadata.name`: {r['message']}" for r in root.get("x-kubernetes-validations", [])]
     for path, node in [("spec", schema)] + [(f"spec.{k}", v) for k, v in schema["properties"].items()]:
         rules += [f"- `{path}`: {r['message']}" for r in node.get("x-kubernetes-validations", [])]
     return "\n".join(
@@ -64,8 +65,28 @@ def reference() -> str:
             "",
             *rules,
             "",
-            "Checks that need the preset (GPU memory, FP8 blocks, context length) run in the operator: "
-            "see [models](models.md#layout-checks).",
+            "Checks that need the preset (GPU memory, FP8 blocks, context length) or the cluster (storage access "
+            "modes, objects that already exist under the names below) run in the operator before anything is "
+            "created: see [models](models.md#layout-checks) and [troubleshooting](troubleshooting.md).",
+            "",
+            "## Names of the objects a resource owns",
+            "",
+            "All in the resource's namespace, derived from its name `NAME` (a DNS-1035 label, checked above), "
+            "so they cannot collide with another MiniMaxDeployment's:",
+            "",
+            "| object | name | owner reference |",
+            "|---|---|---|",
+            "| PersistentVolumeClaim | `NAME-weights` (or `storage.existingClaim`, never changed) | only with "
+            "`storage.retainOnDelete: false`; a retained claim carries the labels `minimax.chatos.io/deployment: NAME` "
+            "and `minimax.chatos.io/model: ORG.REPO` and is re-used only by a resource of that name and repo |",
+            "| Job | `NAME[:40]-weights-HASH` (`-rN` for retries), HASH from repo, revision, patterns, endpoint "
+            "and claim | yes |",
+            "| Deployment | `NAME` | yes |",
+            "| Service | `NAME` | yes |",
+            "",
+            "An object of one of these names that the resource does not control (a controller owner reference with "
+            "its uid, or for the claim the labels above) is never patched, adopted or deleted: the resource reports "
+            "`NameConflict` and waits, and nothing is downloaded or registered until the object is gone.",
             "",
         ]
     )
@@ -79,6 +100,7 @@ def generated() -> dict[Path, str]:
         CHART / "crds" / CRD_NAME: text,
         CHART / "files" / "namespaced-rules.yaml": _rules(rbac.NAMESPACED_RULES),
         CHART / "files" / "cluster-rules.yaml": _rules(rbac.CLUSTER_RULES),
+        CHART / "files" / "leader-election-rules.yaml": _rules(rbac.LEADER_ELECTION_RULES),
         Path("docs") / "reference.md": reference(),
     }
 

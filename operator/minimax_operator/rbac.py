@@ -41,3 +41,8 @@ CLUSTER_RULES: list[Rule] = [
         "verbs": ["get", "list", "watch"],
     },
 ]
+
+#: In the operator's own namespace: the leader-election Lease (one replica reconciles at a time).
+LEADER_ELECTION_RULES: list[Rule] = [
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]},
+]

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 
 from . import builders, chatos
 from . import status as st
-from .api import CONDITION_TYPES, MiniMaxDeploymentSpec
+from .api import CONDITION_TYPES, GROUP, MiniMaxDeploymentSpec
 from .builders import HASH_ANNOTATION, OperatorSettings, Owner
 from .drift import covers
 from .kube import Conflict, Kube
@@ -38,6 +38,8 @@ from .resolve import LayoutError, Resolved, check_storage, resolve
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
+#: Holds a resource until its ChatOS entry is removed; kopf's finalizer of the same name.
+FINALIZER = f"{GROUP}/finalizer"
 
 
 def utcnow() -> dt.datetime:
@@ -84,6 +86,17 @@ class Reconciler:
             fresh = self.kube.get("MiniMaxDeployment", body["metadata"]["namespace"], body["metadata"]["name"])
             if fresh is None or fresh["metadata"].get("deletionTimestamp"):
                 return
+            if fresh["metadata"]["uid"] != body["metadata"]["uid"]:
+                return  # deleted and created again under the same name: the new one has its own turn
+            if FINALIZER not in (fresh["metadata"].get("finalizers") or []):
+                # Before anything is created or registered: without the finalizer a delete would
+                # skip finalize() and leave the ChatOS entry behind for good.
+                try:
+                    fresh = self.kube.ensure_finalizer(fresh, FINALIZER)
+                except (Conflict, ApiException) as e:
+                    log.info("%s: finalizer not added yet (%s); next event retries", body["metadata"]["name"], e)
+                    return
+                WRITES.labels(kind="MiniMaxDeployment/finalizer").inc()
             try:
                 self._reconcile(fresh)
                 RECONCILES.labels(result="ok").inc()
@@ -92,7 +105,14 @@ class Reconciler:
                 raise
 
     def finalize(self, body: Obj) -> None:
-        """On delete: take the model out of ChatOS. Weights stay unless retainOnDelete is false."""
+        """On delete: take the model out of ChatOS. Weights stay unless retainOnDelete is false.
+
+        Returns only once every ConfigMap this resource may be registered in is proven free
+        of its entries (removed, or never there); otherwise raises, and the finalizer holds
+        the resource until a retry succeeds. A ChatOS file a person broke holds it too,
+        with a Warning Event saying what to fix: deleting anyway would leave an entry that
+        points at a server that no longer exists.
+        """
         meta = body["metadata"]
         with self._lock(meta["uid"]):
             owner_id = f"{meta['namespace']}/{meta['name']}"
@@ -100,8 +120,10 @@ class Reconciler:
                 try:
                     self._unregister(target, owner_id)
                 except chatos.ChatOSConfigError as e:
-                    # Never block deletion on someone else's broken file; say so loudly instead.
-                    self.kube.event(body, "Warning", "UnregisterFailed", f"entry left in ChatOS: {e}")
+                    where = f"{target['namespace']}/{target['configMap']}"
+                    msg = f"deletion waits until ConfigMap {where} can be edited to remove this model's entry: {e}"
+                    self.kube.event(body, "Warning", "UnregisterFailed", msg)
+                    raise UnregisterBlocked(msg) from e
         with self._guard:
             self._locks.pop(meta["uid"], None)  # the resource is going away: keep no state for it
 
@@ -503,6 +525,10 @@ class Reconciler:
 
 class _ConfigMapMissing(Exception):
     pass
+
+
+class UnregisterBlocked(Exception):
+    """The ChatOS entry cannot be removed until a person fixes the ConfigMap."""
 
 
 class _NameConflict(Exception):

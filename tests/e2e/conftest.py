@@ -39,14 +39,15 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _operator_kubeconfig(admin: Cluster, path: Path) -> Path:
+def operator_identity_kubeconfig(admin: Cluster, path: Path) -> Path:
     """The operator's identity: the ServiceAccount and ClusterRole of the install manifest (the chart's output).
 
     So every e2e test also proves the RBAC suffices, and the audit log can tell its requests apart.
     """
     admin.kubectl("create", "namespace", "minimax-system", check=False)
     install = yaml.safe_load_all((ROOT / "docs" / "install" / "operator.yaml").read_text())
-    admin.apply_docs([d for d in install if d and d["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")])
+    kinds = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+    admin.apply_docs([d for d in install if d and d["kind"] in kinds])
     return token_kubeconfig(admin, "minimax-system", "minimax-operator", path)
 
 
@@ -86,7 +87,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     for i in range(4):
         node = yaml.safe_load_all((ROOT / "hack" / "kwok" / "nodes.yaml").read_text())
         gpu = next(iter(node))
-        gpu["metadata"]["name"] = f"gpu-extra-{i}"
+        gpu["metadata"]["name"] = gpu["metadata"]["labels"]["kubernetes.io/hostname"] = f"gpu-extra-{i}"
         extra.append(gpu)
     c.apply_docs(extra)
     yield c
@@ -98,11 +99,28 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 @pytest.fixture(scope="session")
 def operator_kubeconfig(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _operator_kubeconfig(cluster, tmp_path_factory.mktemp("operator") / "kubeconfig")
+    return operator_identity_kubeconfig(cluster, tmp_path_factory.mktemp("operator") / "kubeconfig")
 
 
-def start_operator(kubeconfig: Path, log: Path, namespaces: list[str], *extra: str) -> Operator:
-    return Operator.start(kubeconfig, log, namespaces, _free_port(), _free_port(), list(extra))
+def start_operator(
+    kubeconfig: Path,
+    log: Path,
+    namespaces: list[str],
+    *extra: str,
+    lease: str | None = None,
+    leader: bool = True,
+    lease_namespace: str = "minimax-system",
+) -> Operator:
+    """An operator process campaigning for its own Lease (or `lease`, shared by an HA pair).
+
+    `leader`: wait until it leads (a follower of a shared Lease is only healthy, not leading).
+    """
+    lease = lease or f"e2e-{secrets.token_hex(3)}"
+    args = ["--leader-election-namespace", lease_namespace, "--leader-election-id", lease, *extra]
+    op = Operator.start(kubeconfig, log, namespaces, _free_port(), _free_port(), args)
+    if leader:
+        wait_for(op.leading, 30, what="operator leads its Lease")
+    return op
 
 
 @pytest.fixture(scope="session")

@@ -178,6 +178,9 @@ class Operator:
         except OSError:
             return False
 
+    def leading(self) -> bool:
+        return self.metric("minimax_operator_leader") == 1
+
     def metric(self, name: str) -> float:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2) as r:
             text = r.read().decode()
@@ -195,3 +198,13 @@ class Operator:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def release_hold(cluster: Cluster, ns: str) -> None:
+    """Let held download pods finish (kwok completes a pod once its Hold annotation is gone)."""
+    patch = {"metadata": {"annotations": {"sim.minimax.chatos.io/behavior": None}}}
+    for pod in cluster.core.list_namespaced_pod(
+        ns, label_selector="app.kubernetes.io/component=weights-download"
+    ).items:
+        if (pod.metadata.annotations or {}).get("sim.minimax.chatos.io/behavior") == "Hold":
+            cluster.core.patch_namespaced_pod(pod.metadata.name, ns, patch)

@@ -49,9 +49,14 @@ def test_chart_output_is_accepted_by_the_api_server(cluster: Cluster, values: li
     out = helm("template", f"mm-{suffix}", str(CHART), "-n", release_ns, *values)
     result = cluster.kubectl("apply", "--dry-run=server", "-f", "-", stdin=out)
     assert "(server dry run)" in result and "error" not in result.lower(), result
-    kinds = [d["kind"] for d in yaml.safe_load_all(out) if d]
-    if values and "watchNamespaces" in values[1]:
-        assert kinds.count("Role") == 2 and kinds.count("RoleBinding") == 2
+    docs = [d for d in yaml.safe_load_all(out) if d]
+    roles = sorted(d["metadata"]["namespace"] for d in docs if d["kind"] == "Role")
+    bindings = sorted(d["metadata"]["namespace"] for d in docs if d["kind"] == "RoleBinding")
+    # The leader-election Role in the operator's namespace, plus one per watched namespace.
+    watched = ["team-a", "team-b"] if values and "watchNamespaces" in values[1] else []
+    assert roles == bindings == sorted([release_ns, *watched])
+    dep = next(d for d in docs if d["kind"] == "Deployment")
+    assert dep["spec"]["replicas"] == 2 and "--leader-elect" in dep["spec"]["template"]["spec"]["containers"][0]["args"]
 
 
 def test_operator_cannot_read_secrets_or_write_outside_its_resources(cluster: Cluster, operator: Operator) -> None:
@@ -83,7 +88,7 @@ def test_namespaced_install_sees_only_its_namespaces(cluster: Cluster, tmp_path:
             cluster.kubectl("auth", "can-i", "list", "jobs.batch", "-n", other, "--as", sa, check=False).strip() == "no"
         )
         kubeconfig = token_kubeconfig(cluster, home, "mm-minimax-operator", tmp_path / "kubeconfig")
-        op = start_operator(kubeconfig, tmp_path / "op.log", [watched])
+        op = start_operator(kubeconfig, tmp_path / "op.log", [watched], lease_namespace=home)
         try:
             for ns in (watched, other):
                 cluster.chatos_configmap(ns, [])

@@ -1,0 +1,150 @@
+"""Pure rules behind reconcile safety: owned flag spellings, drift, names, storage layouts, placement."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from minimax_operator import builders
+from minimax_operator.api import MiniMaxDeploymentSpec
+from minimax_operator.builders import OperatorSettings, Owner
+from minimax_operator.drift import covers
+from minimax_operator.flags import OWNED_LONG, OWNED_SHORT, owned_flag
+from minimax_operator.resolve import LayoutError, check_storage, resolve
+
+OWNER = Owner("m", "uid-1")
+
+
+def spec(**kw: object) -> MiniMaxDeploymentSpec:
+    return MiniMaxDeploymentSpec.model_validate({"model": "MiniMax-M2.5", **kw})
+
+
+# ---- flags --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("arg", "owned"),
+    [
+        ("--tensor-parallel-size", "--tensor-parallel-size"),
+        ("--tensor_parallel_size=8", "--tensor-parallel-size"),
+        ("--tensor-par", "--tensor-parallel-size"),
+        ("-tp", "--tensor-parallel-size"),
+        ("-tp=8", "--tensor-parallel-size"),
+        ("-t", "--tensor-parallel-size"),
+        ("--served-model", "--served-model-name"),
+        ("--port=9000", "--port"),
+        ("--uds", "--uds"),
+        ("--config", "--config"),
+        ("-dpl", "--data-parallel-size-local"),
+        ("--data_parallel_size_local", "--data-parallel-size-local"),
+        ("--no-enable-expert-parallel", "--no-enable-expert-parallel"),
+    ],
+)
+def test_every_spelling_of_an_owned_flag_is_caught(arg: str, owned: str) -> None:
+    assert owned_flag(arg) == owned
+
+
+@pytest.mark.parametrize(
+    "arg", ["--max-model-len", "-q", "-O3", "-cc", "--enable-prefix-caching", "-1", "8", "-", "--"]
+)
+def test_other_arguments_and_values_pass(arg: str) -> None:
+    assert owned_flag(arg) is None
+
+
+def test_every_short_alias_names_an_owned_long_flag() -> None:
+    assert set(OWNED_SHORT.values()) <= set(OWNED_LONG)
+
+
+def test_the_spec_refuses_owned_flags_too() -> None:
+    with pytest.raises(ValidationError, match="sets --tensor-parallel-size"):
+        spec(vllm={"extraArgs": ["-tp", "8"]})
+
+
+# ---- drift --------------------------------------------------------------------------------
+
+
+def test_covers_ignores_fields_others_add_and_sees_changed_owned_ones() -> None:
+    want = {"spec": {"args": ["a", "b"], "env": [{"name": "X", "value": "1"}], "cpu": "500m"}}
+    live = {
+        "spec": {"args": ["a", "b"], "env": [{"name": "X", "value": "1"}, {"name": "INJECTED", "value": "y"}]},
+        "status": {},
+    }
+    live["spec"]["cpu"] = "0.5"  # the API server's normal form of the same quantity
+    assert covers(live, want)
+    assert not covers({"spec": {**live["spec"], "args": ["a", "hijacked"]}}, want)
+    assert not covers({"spec": {**live["spec"], "args": ["a", "b", "extra"]}}, want)  # args are atomic
+    assert not covers({"spec": {**live["spec"], "env": [{"name": "X", "value": "2"}]}}, want)
+    assert not covers({"spec": {**live["spec"], "cpu": "1"}}, want)
+
+
+def test_an_unchanged_object_is_covered() -> None:
+    r = resolve("m", "ns", spec())
+    dep = builders.deployment(r, OWNER)
+    assert not covers({}, dep)
+    assert covers(dep, dep)
+
+
+# ---- names --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["minimax-m2.5", "m" * 64, "2m", "Upper"])
+def test_names_that_cannot_name_a_service_are_refused_offline_too(name: str) -> None:
+    with pytest.raises(LayoutError, match=r"metadata\.name: must be a DNS-1035 label") as e:
+        resolve(name, "ns", spec())
+    assert e.value.field == "metadata.name"
+
+
+# ---- storage ------------------------------------------------------------------------------
+
+
+def test_readwriteonce_replicas_must_fit_one_node() -> None:
+    with pytest.raises(LayoutError, match="Multi-Attach") as e:
+        resolve("m", "ns", spec(replicas=3))  # 3 x TP4 > 8 GPUs
+    assert e.value.field == "spec.storage.accessMode"
+    resolve("m", "ns", spec(replicas=2))
+    resolve("m", "ns", spec(replicas=3, storage={"accessMode": "ReadWriteMany"}))
+
+
+def test_readwriteoncepod_allows_one_replica() -> None:
+    with pytest.raises(LayoutError, match="at most 1 replica"):
+        resolve("m", "ns", spec(replicas=2, storage={"accessMode": "ReadWriteOncePod"}))
+
+
+def test_an_existing_claim_is_checked_with_its_own_modes() -> None:
+    r = resolve("m", "ns", spec(replicas=3, storage={"existingClaim": "shared"}))  # modes unknown offline
+    with pytest.raises(LayoutError, match=r"spec\.storage\.existingClaim"):
+        check_storage(r, ["ReadWriteOnce"])
+    check_storage(r, ["ReadWriteMany", "ReadWriteOnce"])
+    with pytest.raises(LayoutError, match="do not allow the download Job to write"):
+        check_storage(r, ["ReadOnlyMany"])
+
+
+# ---- builders -----------------------------------------------------------------------------
+
+
+def test_the_weights_claim_names_its_model() -> None:
+    pvc = builders.pvc(resolve("m", "ns", spec()), OWNER)
+    assert pvc is not None and pvc["metadata"]["labels"]["minimax.chatos.io/model"] == "MiniMaxAI.MiniMax-M2.5"
+    assert builders.model_label("o/" + "x" * 80).startswith("sha256-")
+
+
+def test_placement_follows_the_claims_access_mode() -> None:
+    one = builders.deployment(resolve("m", "ns", spec()), OWNER)
+    assert "affinity" not in one["spec"]["template"]["spec"]
+    assert one["spec"]["strategy"]["type"] == "RollingUpdate"
+    pair = builders.deployment(resolve("m", "ns", spec(replicas=2)), OWNER)
+    term = pair["spec"]["template"]["spec"]["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term[0]["topologyKey"] == "kubernetes.io/hostname"
+    rwx = builders.deployment(resolve("m", "ns", spec(replicas=2, storage={"accessMode": "ReadWriteMany"})), OWNER)
+    assert "affinity" not in rwx["spec"]["template"]["spec"]
+    rwop = builders.deployment(resolve("m", "ns", spec(storage={"accessMode": "ReadWriteOncePod"})), OWNER)
+    assert rwop["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_a_redownload_beside_a_running_server_lands_on_its_node() -> None:
+    r = resolve("m", "ns", spec())
+    first = builders.download_job(r, OWNER, OperatorSettings())
+    assert "affinity" not in first["spec"]["template"]["spec"]
+    beside = builders.download_job(r, OWNER, OperatorSettings(), beside_server=True)["spec"]["template"]["spec"]
+    assert beside["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in beside["tolerations"]
