@@ -26,6 +26,7 @@ kubectl apply -n "$ns" -f "$root/docs/examples/chatos-configmap.yaml" >/dev/null
 say "Starting the operator (log: $(dirname "$kubeconfig")/operator-demo.log)"
 log="$(dirname "$kubeconfig")/operator-demo.log"
 "$python" -m minimax_operator run --kubeconfig "$kubeconfig" --namespace "$ns" --resync-seconds 5 \
+  --leader-election-namespace "$ns" \
   --metrics-port 0 --health-port 0 --log-format plain >"$log" 2>&1 &
 op=$!
 trap 'kill $op 2>/dev/null || true' EXIT

@@ -124,8 +124,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         serve_health(args.health_port, lambda: "leader" if elector is None or elector.leading.is_set() else "follower")
     if elector:
         elector.start()
-        while not elector.leading.wait(1.0):
-            pass  # a follower only waits; SIGTERM ends it as it is
+        waited = 0
+        while not elector.leading.wait(1.0):  # a follower only waits; SIGTERM ends it as it is
+            waited += 1
+            if waited % 30 == 0:
+                logging.getLogger(__name__).warning("not leading after %d s: %s", waited, elector.describe())
     namespaces = args.namespace or []
     try:
         kopf.run(registry=registry, clusterwide=not namespaces, namespaces=namespaces, standalone=True)

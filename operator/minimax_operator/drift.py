@@ -15,13 +15,17 @@ from typing import Any
 
 from kubernetes.utils import parse_quantity
 
+#: Maps the API declares atomic (`+mapType=atomic`: Service and pod selectors, nodeSelector):
+#: whoever applies them owns the whole map, so a key someone added is drift too.
+ATOMIC_MAPS = frozenset({"selector", "nodeSelector", "matchLabels"})
+
 
 def covers(live: Any, want: Any) -> bool:
     """True when `live` carries every field of `want` with an equal value."""
     if isinstance(want, dict):
         if not isinstance(live, dict):
             return False
-        return all(k in live and covers(live[k], v) for k, v in want.items())
+        return all(k in live and _covers_field(k, live[k], v) for k, v in want.items())
     if isinstance(want, list):
         if not isinstance(live, list):
             return False
@@ -31,6 +35,12 @@ def covers(live: Any, want: Any) -> bool:
             return all(w["name"] in by_name and covers(by_name[w["name"]], w) for w in want)
         return len(live) == len(want) and all(covers(lv, w) for lv, w in zip(live, want, strict=True))
     return _same_scalar(live, want)
+
+
+def _covers_field(key: str, live: Any, want: Any) -> bool:
+    if key in ATOMIC_MAPS and isinstance(want, dict):
+        return covers(live, want) and isinstance(live, dict) and live.keys() == want.keys()
+    return covers(live, want)
 
 
 def _same_scalar(live: Any, want: Any) -> bool:

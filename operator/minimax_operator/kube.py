@@ -131,27 +131,42 @@ class Kube:
         )
         return result
 
-    def ensure_finalizer(self, obj: Obj, finalizer: str) -> Obj:
-        """Add `finalizer` by server-side apply: a set element of our own, so no one else's is lost."""
+    def remove_finalizer(self, obj: Obj, finalizer: str) -> None:
+        """Remove `finalizer` from this very object (same uid), leaving every other finalizer alone.
+
+        A JSON patch that tests only the element and the uid: unrelated changes in between (a
+        status write) cannot make it fail, unlike a test of resourceVersion.
+        """
         meta = obj["metadata"]
-        body = {
-            "apiVersion": obj["apiVersion"],
-            "kind": obj["kind"],
-            "metadata": {
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "uid": meta["uid"],
-                "finalizers": [finalizer],
-            },
-        }
-        result: Obj = self._call(
-            "PATCH",
-            _path(obj["kind"], meta["namespace"], meta["name"]),
-            body=body,
-            query=[("fieldManager", FIELD_MANAGER)],
-            content_type="application/apply-patch+yaml",
-        )
-        return result
+        for _ in range(10):
+            live = self.get(obj["kind"], meta["namespace"], meta["name"])
+            if live is None or live["metadata"]["uid"] != meta["uid"]:
+                return
+            current = live["metadata"].get("finalizers") or []
+            if finalizer not in current:
+                return
+            i = current.index(finalizer)
+            patch = [
+                {"op": "test", "path": "/metadata/uid", "value": meta["uid"]},
+                {"op": "test", "path": f"/metadata/finalizers/{i}", "value": finalizer},
+                {"op": "remove", "path": f"/metadata/finalizers/{i}"},
+            ]
+            try:
+                self._call(
+                    "PATCH",
+                    _path(obj["kind"], meta["namespace"], meta["name"]),
+                    body=patch,
+                    content_type="application/json-patch+json",
+                )
+                return
+            except Conflict:
+                continue
+            except ApiException as e:
+                if e.status == 404:
+                    return
+                if e.status != 422:  # 422: a test failed (the list changed): read again
+                    raise
+        raise RuntimeError(f"{obj['kind']} {meta['name']}: finalizers kept changing; will retry")
 
     def delete(self, kind: str, namespace: str, name: str) -> bool:
         body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}

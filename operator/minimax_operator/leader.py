@@ -90,6 +90,17 @@ class Elector:
             log.error("lost Lease %s/%s: stopping so that only one replica reconciles", self.namespace, self.name)
             self._on_lost()
 
+    def describe(self) -> str:
+        """Why this replica is not leading, for the log: who holds the Lease, or the API's answer."""
+        try:
+            lease = client.CoordinationV1Api().read_namespaced_lease(self.name, self.namespace)
+        except ApiException as e:
+            return f"cannot read Lease {self.namespace}/{self.name}: {e.status} {e.reason}"
+        spec = lease.spec
+        holder = spec.holder_identity if spec else None
+        renewed = spec.renew_time if spec else None
+        return f"Lease {self.namespace}/{self.name} is held by {holder or 'nobody'} (renewed {renewed})"
+
     def release(self) -> None:
         """Give the Lease back if this replica holds it, so a follower takes over at its next try."""
         self._lock.closed = True

@@ -89,14 +89,11 @@ class Reconciler:
             if fresh["metadata"]["uid"] != body["metadata"]["uid"]:
                 return  # deleted and created again under the same name: the new one has its own turn
             if FINALIZER not in (fresh["metadata"].get("finalizers") or []):
-                # Before anything is created or registered: without the finalizer a delete would
-                # skip finalize() and leave the ChatOS entry behind for good.
-                try:
-                    fresh = self.kube.ensure_finalizer(fresh, FINALIZER)
-                except (Conflict, ApiException) as e:
-                    log.info("%s: finalizer not added yet (%s); next event retries", body["metadata"]["name"], e)
-                    return
-                WRITES.labels(kind="MiniMaxDeployment/finalizer").inc()
+                # Nothing is created or registered before the finalizer is on: without it a delete
+                # would skip finalize() and leave the ChatOS entry behind for good. kopf adds it in
+                # this same cycle, and a write of ours now would make its patch (which tests
+                # resourceVersion) fail; the finalizer's own event brings us back.
+                return
             try:
                 self._reconcile(fresh)
                 RECONCILES.labels(result="ok").inc()
@@ -124,6 +121,11 @@ class Reconciler:
                     msg = f"deletion waits until ConfigMap {where} can be edited to remove this model's entry: {e}"
                     self.kube.event(body, "Warning", "UnregisterFailed", msg)
                     raise UnregisterBlocked(msg) from e
+            # Proven gone: let the resource go now. kopf would remove the finalizer too, but with a
+            # patch that tests resourceVersion; a status write in between makes that wait for an
+            # event that, during deletion, may never come.
+            self.kube.remove_finalizer(body, FINALIZER)
+            WRITES.labels(kind="MiniMaxDeployment/finalizer").inc()
         with self._guard:
             self._locks.pop(meta["uid"], None)  # the resource is going away: keep no state for it
 

@@ -83,6 +83,8 @@ class Resolved:
 
 
 def _storage_size(preset: Preset | None, spec: MiniMaxDeploymentSpec) -> str:
+    if spec.storage.existingClaim:
+        return ""  # the claim keeps its own size (the CRD refuses size with existingClaim)
     if spec.storage.size:
         return spec.storage.size
     if preset is None:

@@ -17,7 +17,7 @@ from minimax_operator.builders import download_job_name
 from minimax_operator.resolve import resolve
 
 from .support import Cluster, Operator, wait_for
-from .test_operator import HAND_WRITTEN, tiny
+from .test_operator import HAND_WRITTEN, OPERATOR_USER, tiny
 
 MMD = "apiVersion: minimax.chatos.io/v1alpha1\nkind: MiniMaxDeployment\n"
 
@@ -238,6 +238,22 @@ def test_replicas_that_cannot_share_a_readwriteonce_claim_are_refused(
     assert "LayoutInvalid" in [e["reason"] for e in cluster.events(ns, "wide") if e["type"] == "Warning"]
 
 
+def test_an_existing_claims_own_access_mode_is_checked(cluster: Cluster, ns: str, operator: Operator) -> None:
+    claim = {
+        "metadata": {"name": "team-weights"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Gi"}}},
+    }
+    cluster.core.create_namespaced_persistent_volume_claim(ns, claim)
+    wait_for(lambda: cluster.core.read_namespaced_persistent_volume_claim("team-weights", ns).status.phase == "Bound")
+    before = _snapshot(cluster.core.read_namespaced_persistent_volume_claim("team-weights", ns))
+    spec = tiny("ex", tensorParallelSize=8, replicas=2, storage={"existingClaim": "team-weights"})
+    cluster.create_mmd(ns, "ex", spec)
+    cond = cluster.wait_condition(ns, "ex", "Ready", "False", "LayoutInvalid")
+    assert "spec.storage.existingClaim" in cond["message"] and "ReadWriteMany" in cond["message"]
+    assert not cluster.batch.list_namespaced_job(ns).items and not cluster.apps.list_namespaced_deployment(ns).items
+    assert _snapshot(cluster.core.read_namespaced_persistent_volume_claim("team-weights", ns)) == before
+
+
 def test_readwriteoncepod_allows_one_replica(cluster: Cluster, ns: str, operator: Operator) -> None:
     storage = {"size": "1Gi", "accessMode": "ReadWriteOncePod"}
     cluster.create_mmd(ns, "solo", tiny("solo", replicas=2, storage=storage))
@@ -294,8 +310,12 @@ def test_hand_edits_of_owned_fields_are_reverted_and_others_kept(cluster: Cluste
     wait_for(reverted, 30, what="owned fields reverted")
     dep = cluster.apps.read_namespaced_deployment("drift", ns)
     assert dep.metadata.annotations["team.example.com/note"] == "kept"  # not ours: left alone
-    # And once reverted, resyncs write nothing to it again.
-    rv = dep.metadata.resource_version
+    # And once reverted and rolled out, resyncs write nothing (the audit log has every write).
+    cluster.wait_phase(ns, "drift", "Ready")
+    start = operator.metric("minimax_operator_reconciles_total")
+    wait_for(lambda: operator.metric("minimax_operator_reconciles_total") >= start + 2, what="two resyncs")
+    before = len(cluster.audit_writes(OPERATOR_USER, ns))
     start = operator.metric("minimax_operator_reconciles_total")
     wait_for(lambda: operator.metric("minimax_operator_reconciles_total") >= start + 5, what="five resyncs")
-    assert cluster.apps.read_namespaced_deployment("drift", ns).metadata.resource_version == rv
+    writes = cluster.audit_writes(OPERATOR_USER, ns)[before:]
+    assert writes == [], [(w["verb"], w["objectRef"]) for w in writes]

@@ -43,6 +43,16 @@ def test_render_reports_an_impossible_layout() -> None:
     assert "spec.tensorParallelSize" in out.stderr and "expertParallel" in out.stderr
 
 
+def test_render_refuses_what_the_api_server_refuses() -> None:
+    """A name no Service can carry, and an owned flag in another spelling: same verdict as `kubectl apply`."""
+    head = "apiVersion: minimax.chatos.io/v1alpha1\nkind: MiniMaxDeployment\n"
+    out = cli("render", "-f", "-", stdin=head + "metadata: {name: minimax-m2.5}\nspec: {model: MiniMax-M2.5}\n")
+    assert out.returncode == 1 and "metadata.name: must be a DNS-1035 label" in out.stderr and not out.stdout
+    flags = "spec: {model: MiniMax-M2.5, vllm: {extraArgs: [--tensor_parallel_size=8]}}\n"
+    out = cli("render", "-f", "-", stdin=head + "metadata: {name: m25}\n" + flags)
+    assert out.returncode == 1 and "--tensor-parallel-size" in out.stderr
+
+
 def test_render_rejects_unknown_fields() -> None:
     cr = "apiVersion: minimax.chatos.io/v1alpha1\nkind: MiniMaxDeployment\nmetadata: {name: x}\nspec: {modle: x}\n"
     out = cli("render", "-f", "-", stdin=cr)

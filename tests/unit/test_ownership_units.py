@@ -77,6 +77,14 @@ def test_covers_ignores_fields_others_add_and_sees_changed_owned_ones() -> None:
     assert not covers({"spec": {**live["spec"], "cpu": "1"}}, want)
 
 
+def test_atomic_maps_must_match_exactly() -> None:
+    want = {"spec": {"selector": {"app": "x"}, "template": {"metadata": {"labels": {"app": "x"}}}}}
+    assert covers(
+        {"spec": {"selector": {"app": "x"}, "template": {"metadata": {"labels": {"app": "x", "o": "1"}}}}}, want
+    )
+    assert not covers({"spec": {"selector": {"app": "x", "extra": "y"}, "template": want["spec"]["template"]}}, want)
+
+
 def test_an_unchanged_object_is_covered() -> None:
     r = resolve("m", "ns", spec())
     dep = builders.deployment(r, OWNER)
@@ -103,6 +111,12 @@ def test_readwriteonce_replicas_must_fit_one_node() -> None:
     assert e.value.field == "spec.storage.accessMode"
     resolve("m", "ns", spec(replicas=2))
     resolve("m", "ns", spec(replicas=3, storage={"accessMode": "ReadWriteMany"}))
+
+
+def test_a_custom_repo_on_an_existing_claim_needs_no_size() -> None:
+    custom = {"repo": "org/x", "vllm": {"image": "i"}, "tensorParallelSize": 1}
+    r = resolve("m", "ns", MiniMaxDeploymentSpec.model_validate({**custom, "storage": {"existingClaim": "c"}}))
+    assert r.claim_name == "c" and builders.pvc(r, OWNER) is None
 
 
 def test_readwriteoncepod_allows_one_replica() -> None:
