@@ -5,7 +5,7 @@ ChatOS ConfigMap and on status), yet a dead leader must be replaced within secon
 The kubernetes client's `leaderelection` package implements client-go's algorithm
 (a follower takes the Lease once it has not been renewed for `lease_duration`); we
 add what it lacks: giving the Lease back on a graceful stop, so a rolling update
-hands over at once instead of after a full lease duration.
+hands over as soon as kopf has stopped (seconds) instead of after a full lease duration.
 
 A leader that cannot renew within `renew_deadline` exits the process (as
 controller-runtime does): it may no longer be the only one reconciling, and its pod
