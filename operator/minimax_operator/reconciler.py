@@ -160,7 +160,9 @@ class Reconciler:
             if isinstance(e, _NameConflict):
                 # Not our server: whatever answers under that name must not be in ChatOS as this model.
                 for target in self._registration_targets(body):
-                    self._unregister(target, f"{ns}/{name}")
+                    # A file broken by hand cannot be edited now; the next resync tries again.
+                    with contextlib.suppress(chatos.ChatOSConfigError):
+                        self._unregister(target, f"{ns}/{name}")
                 new.pop("endpoint", None)
             reason = "NameConflict" if isinstance(e, _NameConflict) else "LayoutInvalid"
             conds = [
