@@ -180,7 +180,14 @@ def download_job(
                 "metadata": {"labels": pod_labels, "annotations": pod_annotations},
                 "spec": {
                     "restartPolicy": "Never",
-                    "securityContext": {"runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001},
+                    # Meets Pod Security "restricted": non-root, no escalation, no capabilities, seccomp.
+                    "securityContext": {
+                        "runAsUser": 10001,
+                        "runAsGroup": 10001,
+                        "fsGroup": 10001,
+                        "runAsNonRoot": True,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
                     "containers": [container],
                     "volumes": [{"name": "weights", "persistentVolumeClaim": {"claimName": r.claim_name}}],
                 },

@@ -30,6 +30,7 @@ _PATHS: dict[str, tuple[str, str]] = {
     "Pod": ("/api/v1", "pods"),
     "ConfigMap": ("/api/v1", "configmaps"),
     "Event": ("/api/v1", "events"),
+    "ResourceQuota": ("/api/v1", "resourcequotas"),
     "Job": ("/apis/batch/v1", "jobs"),
     "Deployment": ("/apis/apps/v1", "deployments"),
     "MiniMaxDeployment": (f"/apis/{GROUP}/{VERSION}", PLURAL),
@@ -103,6 +104,15 @@ class Kube:
         query = [("labelSelector", ",".join(f"{k}={v}" for k, v in sorted(selector.items())))]
         items: list[Obj] = self._call("GET", _path(kind, namespace), query=query)["items"]
         return items
+
+    def failed_create_message(self, namespace: str, kind: str, name: str) -> str:
+        """The newest FailedCreate Event's message for an object (a Job whose pods are refused)."""
+        field = f"involvedObject.kind={kind},involvedObject.name={name},reason=FailedCreate"
+        items: list[Obj] = self._call("GET", _path("Event", namespace), query=[("fieldSelector", field)])["items"]
+        if not items:
+            return ""
+        newest = max(items, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+        return str(newest.get("message", ""))
 
     def log_tail(self, namespace: str, pod: str, container: str, lines: int = 5) -> str:
         """The last lines a container printed (the downloader prints its progress there)."""

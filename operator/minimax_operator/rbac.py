@@ -25,7 +25,10 @@ NAMESPACED_RULES: list[Rule] = [
     # Download and server pods: state, termination messages, and download progress from the log.
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
-    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+    # Events: posted on the resources; FailedCreate read for Jobs whose pods are refused (quota, Pod Security).
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "list"]},
+    # Quotas are read before anything is created, so that a model that can never fit costs no download.
+    {"apiGroups": [""], "resources": ["resourcequotas"], "verbs": ["list"]},
     # kopf watches both to react at once; stale download Jobs are deleted.
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
     {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch", "create", "patch"]},

@@ -27,7 +27,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from . import builders, chatos
+from . import builders, chatos, quota
 from . import status as st
 from .api import CONDITION_TYPES, GROUP, MiniMaxDeploymentSpec
 from .builders import HASH_ANNOTATION, OperatorSettings, Owner
@@ -156,7 +156,7 @@ class Reconciler:
             r = self._preflight(body, r, old)
             weights = self._weights(r, owner, old, new)
             server = self._server(r, owner, weights.status == "True", new)
-        except (_NameConflict, LayoutError) as e:
+        except (_NameConflict, _QuotaExceeded, LayoutError) as e:
             if isinstance(e, _NameConflict):
                 # Not our server: whatever answers under that name must not be in ChatOS as this model.
                 for target in self._registration_targets(body):
@@ -164,7 +164,7 @@ class Reconciler:
                     with contextlib.suppress(chatos.ChatOSConfigError):
                         self._unregister(target, f"{ns}/{name}")
                 new.pop("endpoint", None)
-            reason = "NameConflict" if isinstance(e, _NameConflict) else "LayoutInvalid"
+            reason = {_NameConflict: "NameConflict", _QuotaExceeded: "QuotaExceeded"}.get(type(e), "LayoutInvalid")
             conds = [
                 st.false("WeightsReady", reason, str(e)),
                 st.unknown("ServerReady", "WaitingForWeights"),
@@ -228,6 +228,25 @@ class Reconciler:
                 self._uncoverable.add(key)
         return result
 
+    def _quotas(self, r: Resolved) -> list[Obj]:
+        return self.kube.list("ResourceQuota", r.namespace, {})
+
+    def _needs(self, r: Resolved, with_storage: bool = False, with_server: bool = True) -> dict[str, Any]:
+        creates_claim = with_storage and not r.spec.storage.existingClaim
+        replicas = r.spec.replicas if with_server else 0
+        return quota.needs(
+            r.spec.gpu.resourceName,
+            gpus=r.tensor_parallel_size * replicas,
+            pods=max(replicas, 1),
+            storage=r.storage_size if creates_claim else None,
+            storage_class=r.spec.storage.storageClassName,
+        )
+
+    def _quota_full(self, r: Resolved, wanted: dict[str, Any]) -> str:
+        """Quota that others use up for now: the numbers, or '' when it fits."""
+        short = quota.shortfalls(self._quotas(r), wanted)
+        return "; ".join(map(str, short)) + ": waiting for quota to free" if short else ""
+
     def _preflight(self, body: Obj, r: Resolved, old: Obj) -> Resolved:
         """Check every child name and the claim before anything is created or downloaded.
 
@@ -254,6 +273,12 @@ class Reconciler:
                 problems.append(_conflict_message(kind, have))
         if problems:
             raise _NameConflict("; ".join(problems))
+        never = [q for q in quota.shortfalls(self._quotas(r), self._needs(r, with_storage=True)) if q.never_fits]
+        if never:
+            raise _QuotaExceeded(
+                "; ".join(map(str, never)) + ": this resource can never fit the namespace's quota; "
+                "ask for a larger quota or use fewer GPUs (tensorParallelSize, replicas) or less storage"
+            )
         if r.spec.storage.existingClaim and claim is not None:
             modes = list((claim.get("spec") or {}).get("accessModes") or [])
             check_storage(r, modes)
@@ -265,6 +290,10 @@ class Reconciler:
     def _weights(self, r: Resolved, owner: Owner, old: Obj, new: Obj) -> st.Cond:
         want_pvc = builders.pvc(r, owner)
         if want_pvc is not None:
+            if self.kube.get("PersistentVolumeClaim", r.namespace, r.claim_name) is None:
+                full = self._quota_full(r, self._needs(r, with_storage=True, with_server=False))
+                if full:
+                    return st.false("WeightsReady", "QuotaFull", full)
             try:
                 self._ensure(want_pvc, owner)
             except ApiException as e:
@@ -328,6 +357,11 @@ class Reconciler:
         problem = st.pod_problem(pods)
         if problem:
             return st.false("WeightsReady", problem[0], problem[1])
+        if not pods:
+            refused = self.kube.failed_create_message(r.namespace, "Job", job_name)
+            if refused:
+                reason, text = st.creation_failure(refused)
+                return st.false("WeightsReady", reason, f"download Job {job_name} cannot create its pod: {text}")
         running = [p for p in pods if p.get("status", {}).get("phase") == "Running"]
         if running:
             newest = max(running, key=lambda p: p["metadata"].get("creationTimestamp", ""))
@@ -370,6 +404,10 @@ class Reconciler:
         dep = self.kube.get("Deployment", r.namespace, r.name)
         if dep is not None and not _controlled_by(dep, owner):
             raise _NameConflict(_conflict_message("Deployment", dep))
+        if weights_ready and dep is None and r.spec.replicas:
+            full = self._quota_full(r, self._needs(r))
+            if full:
+                return st.false("ServerReady", "QuotaFull", full)
         try:
             if weights_ready:
                 dep = self._ensure(builders.deployment(r, owner), owner)
@@ -394,6 +432,10 @@ class Reconciler:
         updated, available = s.get("updatedReplicas", 0), s.get("availableReplicas", 0)
         if current and updated >= want and available >= want and s.get("replicas", 0) == want:
             return st.true("ServerReady", "Available", f"{available}/{want} replicas serving {r.served_model_name}")
+        for c in s.get("conditions") or []:
+            if c.get("type") == "ReplicaFailure" and c.get("status") == "True":
+                reason, text = st.creation_failure(str(c.get("message", "")))
+                return st.false("ServerReady", reason, f"server pods cannot be created: {text}")
         pods = self.kube.list("Pod", r.namespace, builders.selector(r, builders.COMPONENT_SERVER))
         problem = st.pod_problem(pods)
         if problem:
@@ -537,6 +579,10 @@ class UnregisterBlocked(Exception):
 
 class _NameConflict(Exception):
     """A child's name is taken by an object this resource does not control."""
+
+
+class _QuotaExceeded(Exception):
+    """The namespace's quota can never hold this resource."""
 
 
 def _controlled_by(obj: Obj, owner: Owner) -> bool:

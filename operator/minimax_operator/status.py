@@ -30,6 +30,11 @@ FAILURE_REASONS = frozenset(
         "ClaimNotFound",
         "ApplyFailed",
         "NameConflict",
+        "QuotaExceeded",
+        "PodSecurityViolation",
+        "LimitRangeViolation",
+        "AdmissionWebhookDenied",
+        "PodCreationFailed",
     }
 )
 
@@ -151,3 +156,17 @@ def terminated_message(pods: list[Obj], phase_: str) -> str:
             if term.get("message"):
                 return str(term["message"]).strip()
     return ""
+
+
+def creation_failure(message: str) -> tuple[str, str]:
+    """A reason users can act on for the API server's refusal of a pod (a controller's FailedCreate)."""
+    text = message.removeprefix("Error creating: ")
+    if "exceeded quota" in text:
+        return "QuotaExceeded", text
+    if "PodSecurity" in text:
+        return "PodSecurityViolation", text
+    if "LimitRange" in text or ("maximum" in text and "per Container" in text):
+        return "LimitRangeViolation", text
+    if "admission webhook" in text:
+        return "AdmissionWebhookDenied", text
+    return "PodCreationFailed", text

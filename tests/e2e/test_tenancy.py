@@ -1,0 +1,65 @@
+"""Namespaces with quotas and Pod Security levels, enforced by the real API server."""
+
+from __future__ import annotations
+
+from .support import Cluster, Operator, wait_for
+from .test_operator import tiny
+
+IMAGE = {"image": "vllm/vllm-openai:v0.20.0"}
+
+
+def _quota(cluster: Cluster, ns: str, hard: dict[str, str]) -> None:
+    cluster.core.create_namespaced_resource_quota(ns, {"metadata": {"name": "team"}, "spec": {"hard": hard}})
+    wait_for(lambda: cluster.core.read_namespaced_resource_quota("team", ns).status.hard, what="quota status")
+
+
+def test_a_model_that_can_never_fit_the_quota_costs_nothing(cluster: Cluster, ns: str, operator: Operator) -> None:
+    _quota(cluster, ns, {"requests.nvidia.com/gpu": "4", "requests.storage": "100Gi"})
+    cluster.create_mmd(ns, "big", tiny("big", tensorParallelSize=8))
+    cond = cluster.wait_condition(ns, "big", "Ready", "False", "QuotaExceeded")
+    assert "ResourceQuota team: requests.nvidia.com/gpu needs 8, 0 of 4 already used" in cond["message"]
+    assert cluster.mmd(ns, "big")["status"]["phase"] == "Failed"
+    assert not cluster.batch.list_namespaced_job(ns).items  # no download
+    assert not cluster.core.list_namespaced_persistent_volume_claim(ns).items
+    assert any(e["type"] == "Warning" and e["reason"] == "QuotaExceeded" for e in cluster.events(ns, "big"))
+
+
+def test_a_full_quota_waits_with_the_numbers_then_proceeds(cluster: Cluster, ns: str, operator: Operator) -> None:
+    cluster.chatos_configmap(ns, [])
+    _quota(cluster, ns, {"requests.nvidia.com/gpu": "2"})
+    cluster.create_mmd(ns, "first", tiny("first", tensorParallelSize=2))
+    cluster.wait_phase(ns, "first", "Ready")
+    cluster.create_mmd(ns, "second", tiny("second", tensorParallelSize=2))
+    cond = cluster.wait_condition(ns, "second", "ServerReady", "False", "QuotaFull", timeout=90)
+    assert "requests.nvidia.com/gpu needs 2, 2 of 2 already used" in cond["message"]
+    assert cluster.condition(ns, "second", "WeightsReady")["status"] == "True"  # the download did not wait
+    assert cluster.mmd(ns, "second")["status"]["phase"] != "Failed"  # waiting, not broken
+    cluster.delete_mmd(ns, "first")
+    cluster.wait_phase(ns, "second", "Ready", timeout=120)
+
+
+def test_restricted_namespace_downloads_and_says_why_the_server_cannot_run(
+    cluster: Cluster, ns: str, operator: Operator
+) -> None:
+    cluster.kubectl("label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted")
+    cluster.create_mmd(ns, "r", tiny("r", vllm=IMAGE))
+    cluster.wait_condition(ns, "r", "WeightsReady", "True", "Downloaded", timeout=90)  # the download pod is admitted
+    cond = cluster.wait_condition(ns, "r", "ServerReady", "False", "PodSecurityViolation", timeout=90)
+    assert 'violates PodSecurity "restricted' in cond["message"]
+    assert cluster.mmd(ns, "r")["status"]["phase"] == "Failed"
+
+
+def test_baseline_namespace_serves(cluster: Cluster, ns: str, operator: Operator) -> None:
+    cluster.kubectl("label", "namespace", ns, "pod-security.kubernetes.io/enforce=baseline")
+    cluster.chatos_configmap(ns, [])
+    cluster.create_mmd(ns, "b", tiny("b", vllm=IMAGE))
+    cluster.wait_phase(ns, "b", "Ready", timeout=90)
+
+
+def test_a_download_job_whose_pods_are_refused_says_why(cluster: Cluster, ns: str, operator: Operator) -> None:
+    # A LimitRange smaller than the download container's limit: the Job controller's pods are refused.
+    limits = {"type": "Container", "max": {"memory": "1Gi"}}
+    cluster.core.create_namespaced_limit_range(ns, {"metadata": {"name": "small"}, "spec": {"limits": [limits]}})
+    cluster.create_mmd(ns, "refused", tiny("refused"))
+    cond = cluster.wait_condition(ns, "refused", "WeightsReady", "False", "LimitRangeViolation", timeout=90)
+    assert "cannot create its pod" in cond["message"] and "maximum memory usage per Container is 1Gi" in cond["message"]
