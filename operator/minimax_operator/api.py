@@ -144,6 +144,12 @@ class VLLMSpec(_Model):
     )
     podAnnotations: dict[str, str] = Field(default_factory=dict, description="Annotations on the server pods.")
     shmSize: str = Field(default="16Gi", pattern=QUANTITY, description="Size of /dev/shm (memory-backed).")
+    podSecurity: Literal["baseline", "restricted"] = Field(
+        default="baseline",
+        description="Pod Security level the server pods meet. baseline: the image's own user (root in the upstream "
+        "vllm/vllm-openai images). restricted: uid 1000, no privilege escalation, no capabilities, RuntimeDefault "
+        "seccomp, with HOME (vLLM's and Triton's caches) on an emptyDir; needs an image that runs as any user.",
+    )
     startupTimeoutSeconds: int | None = Field(
         default=None,
         ge=60,
@@ -375,3 +381,31 @@ class MiniMaxDeployment(_Model):
     metadata: dict[str, Any]
     spec: MiniMaxDeploymentSpec
     status: MiniMaxDeploymentStatus | None = None
+
+
+# ---- tenancy policy parameters ----------------------------------------------------------
+
+POLICY_KIND = "MiniMaxPolicy"
+POLICY_PLURAL = "minimaxpolicies"
+
+
+class MiniMaxPolicySpec(_Model):
+    """What the namespaces bound to this policy may run (enforced at `kubectl apply` by the
+    ValidatingAdmissionPolicy minimax-operator-tenancy). An absent field allows everything it would limit."""
+
+    allowedModels: list[Literal[PRESET_NAMES]] | None = Field(  # type: ignore[valid-type]
+        default=None, description="Presets that spec.model may name."
+    )
+    allowCustomRepos: bool = Field(default=False, description="Whether spec.repo may name any Hugging Face repo.")
+    allowMirrors: bool = Field(default=False, description="Whether spec.download.endpoint may name a mirror.")
+    maxGPUsPerReplica: int | None = Field(
+        default=None, ge=1, le=16, description="Most GPUs per replica (tensorParallelSize, or the preset's default)."
+    )
+    maxGPUsPerResource: int | None = Field(
+        default=None, ge=1, description="Most GPUs per resource (GPUs per replica x replicas)."
+    )
+    allowedChatOSConfigMaps: list[Annotated[str, Field(max_length=317)]] | None = Field(
+        default=None,
+        description="ChatOS ConfigMaps a resource may register in: NAMESPACE/NAME, or NAME for one in the "
+        "resource's own namespace.",
+    )

@@ -24,6 +24,7 @@ OWNER_LABEL = f"{GROUP}/deployment"
 COMPONENT_SERVER = "server"
 COMPONENT_DOWNLOAD = "weights-download"
 SERVER_PORT = 8000
+SERVER_HOME = "/home/vllm"
 
 Obj = dict[str, Any]
 
@@ -249,6 +250,8 @@ def deployment(r: Resolved, owner: Owner | None, replicas: int | None = None) ->
         {"name": "VLLM_ENGINE_READY_TIMEOUT_S", "value": str(r.startup_timeout_seconds)},
         {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
     ]
+    if v.podSecurity == "restricted":
+        env.append({"name": "HOME", "value": SERVER_HOME})  # before the user's env, which may override it
     env += [e.model_dump(exclude_none=True) for e in v.env]
     period = 10
     http = {"path": "/health", "port": "http"}
@@ -274,6 +277,10 @@ def deployment(r: Resolved, owner: Owner | None, replicas: int | None = None) ->
         "readinessProbe": {"httpGet": http, "periodSeconds": period, "timeoutSeconds": 5, "failureThreshold": 3},
         "livenessProbe": {"httpGet": http, "periodSeconds": 30, "timeoutSeconds": 10, "failureThreshold": 5},
     }
+    if v.podSecurity == "restricted":
+        # Pod Security "restricted": vLLM runs as uid 1000; its home (compile and kernel caches) must be writable.
+        container["securityContext"] = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+        container["volumeMounts"].append({"name": "home", "mountPath": SERVER_HOME})
     pod_spec: Obj = {
         "containers": [container],
         "tolerations": server_tolerations(r),
@@ -283,6 +290,15 @@ def deployment(r: Resolved, owner: Owner | None, replicas: int | None = None) ->
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": v.shmSize}},
         ],
     }
+    if v.podSecurity == "restricted":
+        pod_spec["securityContext"] = {
+            "runAsNonRoot": True,
+            "runAsUser": 1000,
+            "runAsGroup": 1000,
+            "fsGroup": 1000,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }
+        pod_spec["volumes"].append({"name": "home", "emptyDir": {}})
     if v.nodeSelector:
         pod_spec["nodeSelector"] = dict(v.nodeSelector)
     mode = r.claim_access_mode

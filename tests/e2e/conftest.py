@@ -82,6 +82,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         c = Cluster(out.stdout.strip().splitlines()[-1], audit_log=audit)
     c.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
     c.kubectl("wait", "--for=condition=Established", "crd/minimaxdeployments.minimax.chatos.io")
+    c.kubectl("wait", "--for=condition=Established", "crd/minimaxpolicies.minimax.chatos.io")
     # Extra 8-GPU nodes, so that dozens of small models fit at once.
     extra = []
     for i in range(4):

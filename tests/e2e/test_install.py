@@ -37,7 +37,16 @@ def test_install_manifest_is_the_charts_output() -> None:
     [
         [],
         ["--set", "watchNamespaces={team-a,team-b}"],
-        ["--set", "chatos.createConfigMap=true", "--set", "vllmImages.MiniMax-M2\\.5=registry.local/vllm:v0.20.0"],
+        [
+            "--set",
+            "chatos.createConfigMap=true",
+            "--set",
+            "vllmImages.MiniMax-M2\\.5=registry.local/vllm:v0.20.0",
+            "--set",
+            "policy.enabled=true",
+            "--set-json",
+            'policy.tiers=[{"name": "s", "namespaceSelector": {"matchLabels": {"t": "s"}}, "maxGPUsPerReplica": 4}]',
+        ],
     ],
     ids=["all-namespaces", "namespaced", "options"],
 )

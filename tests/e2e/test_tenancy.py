@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import secrets
+from typing import Any
+
+import yaml
+
 from .support import Cluster, Operator, wait_for
+from .test_install import CHART, helm
 from .test_operator import tiny
+from .test_safety import MMD
+
+POLICY_KINDS = ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "MiniMaxPolicy"]
 
 IMAGE = {"image": "vllm/vllm-openai:v0.20.0"}
 
@@ -38,7 +48,7 @@ def test_a_full_quota_waits_with_the_numbers_then_proceeds(cluster: Cluster, ns:
     cluster.wait_phase(ns, "second", "Ready", timeout=120)
 
 
-def test_restricted_namespace_downloads_and_says_why_the_server_cannot_run(
+def test_restricted_namespace_downloads_says_why_the_server_cannot_run_and_serves_when_chosen(
     cluster: Cluster, ns: str, operator: Operator
 ) -> None:
     cluster.kubectl("label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted")
@@ -47,6 +57,10 @@ def test_restricted_namespace_downloads_and_says_why_the_server_cannot_run(
     cond = cluster.wait_condition(ns, "r", "ServerReady", "False", "PodSecurityViolation", timeout=90)
     assert 'violates PodSecurity "restricted' in cond["message"]
     assert cluster.mmd(ns, "r")["status"]["phase"] == "Failed"
+    # The server's pods can meet "restricted" too, by choice (non-root, caches on an emptyDir).
+    cluster.chatos_configmap(ns, [])
+    cluster.patch_mmd(ns, "r", {"vllm": {"podSecurity": "restricted"}})
+    cluster.wait_phase(ns, "r", "Ready", timeout=120)
 
 
 def test_baseline_namespace_serves(cluster: Cluster, ns: str, operator: Operator) -> None:
@@ -63,3 +77,61 @@ def test_a_download_job_whose_pods_are_refused_says_why(cluster: Cluster, ns: st
     cluster.create_mmd(ns, "refused", tiny("refused"))
     cond = cluster.wait_condition(ns, "refused", "WeightsReady", "False", "LimitRangeViolation", timeout=90)
     assert "cannot create its pod" in cond["message"] and "maximum memory usage per Container is 1Gi" in cond["message"]
+
+
+def test_the_admission_policy_allows_and_denies_each_rule(cluster: Cluster, ns: str) -> None:
+    tier = f"t-{secrets.token_hex(3)}"
+    tiers = [
+        {
+            "name": tier,
+            "namespaceSelector": {"matchLabels": {"minimax.chatos.io/tier": tier}},
+            "allowedModels": ["MiniMax-M2.5", "MiniMax-M2.7"],
+            "allowCustomRepos": False,
+            "allowMirrors": False,
+            "maxGPUsPerReplica": 4,
+            "maxGPUsPerResource": 8,
+            "allowedChatOSConfigMaps": ["chatos-models", "chatos/shared"],
+        }
+    ]
+    out = helm(
+        "template", "mm", str(CHART), "-n", "minimax-system",
+        "--set", "policy.enabled=true", "--set-json", f"policy.tiers={json.dumps(tiers)}",
+    )  # fmt: skip
+    docs = [d for d in yaml.safe_load_all(out) if d and d["kind"] in POLICY_KINDS]
+    assert sorted(d["kind"] for d in docs) == sorted(POLICY_KINDS)
+    cluster.kubectl("create", "namespace", "minimax-system", check=False)
+    cluster.apply_docs(docs)
+    try:
+        cluster.kubectl("label", "namespace", ns, f"minimax.chatos.io/tier={tier}")
+
+        def verdict(spec: dict[str, Any]) -> str:
+            doc = MMD + f"metadata: {{name: p}}\nspec: {json.dumps(spec)}\n"
+            return cluster.kubectl("apply", "--dry-run=server", "-n", ns, "-f", "-", stdin=doc, check=False)
+
+        m25 = {"model": "MiniMax-M2.5"}
+        wait_for(lambda: "allowedModels" in verdict({"model": "MiniMax-M1-40k"}), what="the policy in force")
+        denied = {
+            "allowedModels": {"model": "MiniMax-M1-40k"},
+            "allowCustomRepos": tiny("x"),
+            "allowMirrors": {**m25, "download": {"endpoint": "https://mirror.example.com"}},
+            "maxGPUsPerReplica": {**m25, "tensorParallelSize": 8, "expertParallel": True},
+            "maxGPUsPerResource": {**m25, "replicas": 3},
+            "allowedChatOSConfigMaps": {**m25, "chatos": {"configMapRef": {"name": "other"}}},
+        }
+        for rule, spec in denied.items():
+            out = verdict(spec)
+            assert f"parameter spec.{rule} of MiniMaxPolicy" in out and "minimax-operator-tenancy" in out, (rule, out)
+        allowed = [
+            m25,
+            {**m25, "replicas": 2},
+            {"model": "MiniMax-M2.7", "chatos": {"configMapRef": {"name": "shared", "namespace": "chatos"}}},
+            {**m25, "chatos": {"enabled": False, "configMapRef": {"name": "other"}}},
+        ]
+        for spec in allowed:
+            assert "(server dry run)" in verdict(spec), (spec, verdict(spec))
+        # A namespace outside the tier is not limited.
+        cluster.kubectl("label", "namespace", ns, "minimax.chatos.io/tier-")
+        wait_for(lambda: "(server dry run)" in verdict({"model": "MiniMax-M1-40k"}), what="the tier no longer applies")
+    finally:
+        for d in docs:
+            cluster.kubectl("delete", d["kind"], d["metadata"]["name"], "-n", "minimax-system", check=False)

@@ -130,3 +130,22 @@ def test_chatos_entry_has_the_seed_shape() -> None:
         "base_url": "http://m25.team-a.svc.cluster.local:8000",
         "model_id": "MiniMax-M2.5",
     }
+
+
+def test_download_pods_meet_pod_security_restricted() -> None:
+    pod = builders.download_job(r(), OWNER, OperatorSettings())["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    sc = pod["containers"][0]["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_server_pods_meet_restricted_when_asked_with_a_writable_home() -> None:
+    default = builders.deployment(r(), OWNER)["spec"]["template"]["spec"]
+    assert "securityContext" not in default
+    pod = builders.deployment(r(vllm={"podSecurity": "restricted"}), OWNER)["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 1000
+    c = container({"spec": {"template": {"spec": pod}}})
+    assert {"name": "HOME", "value": "/home/vllm"} in c["env"]
+    assert {"name": "home", "mountPath": "/home/vllm"} in c["volumeMounts"]
+    assert {"name": "home", "emptyDir": {}} in pod["volumes"]
