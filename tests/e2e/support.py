@@ -208,3 +208,15 @@ def release_hold(cluster: Cluster, ns: str) -> None:
     ).items:
         if (pod.metadata.annotations or {}).get("sim.minimax.chatos.io/behavior") == "Hold":
             cluster.core.patch_namespaced_pod(pod.metadata.name, ns, patch)
+
+
+def assert_quiet(cluster: Cluster, operator: Operator, user: str, ns: str, resyncs: int = 5) -> None:
+    """The operator writes nothing in `ns` over `resyncs` resyncs, after two to let the last writes settle."""
+    assert cluster.audit_log, "this check needs the API server's audit log (CLUSTER=kwok, or AUDIT_LOG)"
+    start = operator.metric("minimax_operator_reconciles_total")
+    wait_for(lambda: operator.metric("minimax_operator_reconciles_total") >= start + 2, what="two resyncs")
+    before = len(cluster.audit_writes(user, ns))
+    start = operator.metric("minimax_operator_reconciles_total")
+    wait_for(lambda: operator.metric("minimax_operator_reconciles_total") >= start + resyncs, what="quiet resyncs")
+    writes = cluster.audit_writes(user, ns)[before:]
+    assert writes == [], [(w["verb"], w["objectRef"]) for w in writes]

@@ -11,7 +11,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from .conftest import start_operator
-from .support import Cluster, Operator, wait_for
+from .support import Cluster, Operator, assert_quiet, wait_for
 
 OPERATOR_USER = "system:serviceaccount:minimax-system:minimax-operator"
 HAND_WRITTEN = {"name": "Hand written", "provider": "openai", "base_url": "http://gpt", "model_id": "gpt-x", "x": 1}
@@ -246,14 +246,7 @@ def test_steady_state_makes_no_writes(cluster: Cluster, ns: str, operator: Opera
     cluster.chatos_configmap(ns, [HAND_WRITTEN])
     cluster.create_mmd(ns, "calm", tiny("calm"))
     cluster.wait_phase(ns, "calm", "Ready")
-    # Let the last status write and events settle: wait for two resyncs that saw Ready.
-    start = operator.metric("minimax_operator_reconciles_total")
-    wait_for(lambda: operator.metric("minimax_operator_reconciles_total") >= start + 2, what="two resyncs")
-    before = len(cluster.audit_writes(OPERATOR_USER, ns))
-    start = operator.metric("minimax_operator_reconciles_total")
-    wait_for(lambda: operator.metric("minimax_operator_reconciles_total") >= start + 5, what="five more resyncs")
-    writes = cluster.audit_writes(OPERATOR_USER, ns)[before:]
-    assert writes == [], [(w["verb"], w["objectRef"]) for w in writes]
+    assert_quiet(cluster, operator, OPERATOR_USER, ns)
 
 
 def test_operator_killed_midway_converges_without_duplicates(
