@@ -129,6 +129,12 @@ def test_the_admission_policy_allows_and_denies_each_rule(cluster: Cluster, ns: 
         ]
         for spec in allowed:
             assert "(server dry run)" in verdict(spec), (spec, verdict(spec))
+        # The platform opens custom repos and mirrors for the tier: the same specs now pass.
+        policy_name = next(d["metadata"]["name"] for d in docs if d["kind"] == "MiniMaxPolicy")
+        opened = json.dumps({"spec": {"allowCustomRepos": True, "allowMirrors": True}})
+        cluster.kubectl("patch", "mmpolicy", policy_name, "--type=merge", "-p", opened)
+        for rule in ("allowCustomRepos", "allowMirrors"):
+            wait_for(lambda r=rule: "(server dry run)" in verdict(denied[r]), what=f"{rule} opened")
         # A namespace outside the tier is not limited.
         cluster.kubectl("label", "namespace", ns, "minimax.chatos.io/tier-")
         wait_for(lambda: "(server dry run)" in verdict({"model": "MiniMax-M1-40k"}), what="the tier no longer applies")
