@@ -32,8 +32,10 @@ from . import status as st
 from .api import CONDITION_TYPES, GROUP, MiniMaxDeploymentSpec
 from .builders import HASH_ANNOTATION, OperatorSettings, Owner
 from .drift import covers
-from .kube import Conflict, Kube
+from .kube import Kube
 from .metrics import RECONCILES, WRITES
+from .ownership import NameConflict, conflict_message, controlled_by, ours, widest_mode
+from .registration import Registrar
 from .resolve import LayoutError, Resolved, check_storage, resolve
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,7 @@ class Reconciler:
         self.clock = clock
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self.registrar = Registrar(kube, settings.allow_chatos_namespaces, settings.create_chatos_configmap)
         #: (uid, hash) of objects whose live form never covers the desired one (a field the API server
         #: rewrites in a way drift.covers does not know): compared by hash only, so no apply loop.
         self._uncoverable: set[tuple[str, str]] = set()
@@ -113,9 +116,9 @@ class Reconciler:
         meta = body["metadata"]
         with self._lock(meta["uid"]):
             owner_id = f"{meta['namespace']}/{meta['name']}"
-            for target in self._registration_targets(body):
+            for target in self.registrar.targets(body):
                 try:
-                    self._unregister(target, owner_id)
+                    self.registrar.unregister(target, owner_id)
                 except chatos.ChatOSConfigError as e:
                     where = f"{target['namespace']}/{target['configMap']}"
                     msg = f"deletion waits until ConfigMap {where} can be edited to remove this model's entry: {e}"
@@ -156,15 +159,15 @@ class Reconciler:
             r = self._preflight(body, r, old)
             weights = self._weights(r, owner, old, new)
             server = self._server(r, owner, weights.status == "True", new)
-        except (_NameConflict, _QuotaExceeded, LayoutError) as e:
-            if isinstance(e, _NameConflict):
+        except (NameConflict, _QuotaExceeded, LayoutError) as e:
+            if isinstance(e, NameConflict):
                 # Not our server: whatever answers under that name must not be in ChatOS as this model.
-                for target in self._registration_targets(body):
+                for target in self.registrar.targets(body):
                     # A file broken by hand cannot be edited now; the next resync tries again.
                     with contextlib.suppress(chatos.ChatOSConfigError):
-                        self._unregister(target, f"{ns}/{name}")
+                        self.registrar.unregister(target, f"{ns}/{name}")
                 new.pop("endpoint", None)
-            reason = {_NameConflict: "NameConflict", _QuotaExceeded: "QuotaExceeded"}.get(type(e), "LayoutInvalid")
+            reason = {NameConflict: "NameConflict", _QuotaExceeded: "QuotaExceeded"}.get(type(e), "LayoutInvalid")
             conds = [
                 st.false("WeightsReady", reason, str(e)),
                 st.unknown("ServerReady", "WaitingForWeights"),
@@ -174,7 +177,7 @@ class Reconciler:
                 new["download"] = old["download"]  # keep the record of what was downloaded
             self._finish(body, old, new, conds, replicas=0)
             return
-        registered = self._registration(body, r, server.status == "True", old, new)
+        registered = self.registrar.reconcile(body, r, server.status == "True", old, new)
         self._finish(body, old, new, [weights, server, registered], replicas=spec.replicas)
 
     def _finish(self, body: Obj, old: Obj, new: Obj, conds: list[st.Cond], replicas: int) -> None:
@@ -206,8 +209,8 @@ class Reconciler:
         meta = want["metadata"]
         have = self.kube.get(want["kind"], meta["namespace"], meta["name"])
         if have is not None:
-            if not _ours(have, owner, want):
-                raise _NameConflict(_conflict_message(want["kind"], have))
+            if not ours(have, owner, want):
+                raise NameConflict(conflict_message(want["kind"], have))
             wanted_hash = meta["annotations"][HASH_ANNOTATION]
             have_hash = (have["metadata"].get("annotations") or {}).get(HASH_ANNOTATION)
             known_rewrite = (have["metadata"]["uid"], wanted_hash) in self._uncoverable
@@ -250,7 +253,7 @@ class Reconciler:
     def _preflight(self, body: Obj, r: Resolved, old: Obj) -> Resolved:
         """Check every child name and the claim before anything is created or downloaded.
 
-        Raises _NameConflict naming each object this resource does not control, or
+        Raises NameConflict naming each object this resource does not control, or
         LayoutError when an existing claim's access modes cannot carry the replicas.
         Returns `r` with the existing claim's access mode filled in.
         """
@@ -258,8 +261,8 @@ class Reconciler:
         problems = []
         claim = self.kube.get("PersistentVolumeClaim", r.namespace, r.claim_name)
         want_pvc = builders.pvc(r, owner)
-        if claim is not None and want_pvc is not None and not _ours(claim, owner, want_pvc, old):
-            problems.append(_conflict_message("PersistentVolumeClaim", claim, pvc_hint=True))
+        if claim is not None and want_pvc is not None and not ours(claim, owner, want_pvc, old):
+            problems.append(conflict_message("PersistentVolumeClaim", claim, pvc_hint=True))
         probes: list[tuple[str, str, Obj]] = [
             ("Deployment", r.name, builders.deployment(r, owner)),
             ("Service", r.service_name, builders.service(r, owner)),
@@ -269,10 +272,10 @@ class Reconciler:
         probes.append(("Job", job_name, builders.download_job(r, owner, self.settings.operator)))
         for kind, obj_name, want in probes:
             have = self.kube.get(kind, r.namespace, obj_name)
-            if have is not None and not _ours(have, owner, want):
-                problems.append(_conflict_message(kind, have))
+            if have is not None and not ours(have, owner, want):
+                problems.append(conflict_message(kind, have))
         if problems:
-            raise _NameConflict("; ".join(problems))
+            raise NameConflict("; ".join(problems))
         never = [q for q in quota.shortfalls(self._quotas(r), self._needs(r, with_storage=True)) if q.never_fits]
         if never:
             raise _QuotaExceeded(
@@ -282,7 +285,7 @@ class Reconciler:
         if r.spec.storage.existingClaim and claim is not None:
             modes = list((claim.get("spec") or {}).get("accessModes") or [])
             check_storage(r, modes)
-            r = dataclasses.replace(r, claim_access_mode=modes[0] if len(modes) == 1 else _widest(modes))
+            r = dataclasses.replace(r, claim_access_mode=modes[0] if len(modes) == 1 else widest_mode(modes))
         return r
 
     # weights ------------------------------------------------------------------------------
@@ -319,8 +322,8 @@ class Reconciler:
             job = self._ensure(
                 builders.download_job(r, owner, self.settings.operator, attempt, self._server_running(r)), owner
             )
-        elif not _controlled_by(job, owner):
-            raise _NameConflict(_conflict_message("Job", job))
+        elif not controlled_by(job, owner):
+            raise NameConflict(conflict_message("Job", job))
         pods = self.kube.list("Pod", r.namespace, {"job-name": job_name})
         done = _job_condition(job, "Complete")
         failed = _job_condition(job, "Failed")
@@ -386,7 +389,7 @@ class Reconciler:
         jobs = self.kube.list("Job", r.namespace, {**builders.selector(r, builders.COMPONENT_DOWNLOAD)})
         for job in jobs:
             job_name = job["metadata"]["name"]
-            if job_name == current or not _controlled_by(job, owner):
+            if job_name == current or not controlled_by(job, owner):
                 continue  # never delete a Job this resource does not control, even one with our labels
             same_key = (job["metadata"].get("annotations") or {}).get(builders.WEIGHTS_ANNOTATION) == r.weights_key
             if same_key and keep_older_attempts:
@@ -402,8 +405,8 @@ class Reconciler:
 
     def _server(self, r: Resolved, owner: Owner, weights_ready: bool, new: Obj) -> st.Cond:
         dep = self.kube.get("Deployment", r.namespace, r.name)
-        if dep is not None and not _controlled_by(dep, owner):
-            raise _NameConflict(_conflict_message("Deployment", dep))
+        if dep is not None and not controlled_by(dep, owner):
+            raise NameConflict(conflict_message("Deployment", dep))
         if weights_ready and dep is None and r.spec.replicas:
             full = self._quota_full(r, self._needs(r))
             if full:
@@ -442,195 +445,13 @@ class Reconciler:
             return st.false("ServerReady", problem[0], problem[1])
         return st.false("ServerReady", "Starting", f"{available}/{want} replicas ready (loading weights)")
 
-    # ChatOS -------------------------------------------------------------------------------
-
-    def _target(self, body: Obj, spec: MiniMaxDeploymentSpec) -> Obj:
-        ref = spec.chatos.configMapRef
-        return {
-            "configMap": ref.name,
-            "namespace": ref.namespace or body["metadata"]["namespace"],
-            "key": spec.chatos.key,
-        }
-
-    def _registration_targets(self, body: Obj) -> list[Obj]:
-        targets = []
-        reg = (body.get("status") or {}).get("registration")
-        if reg:
-            targets.append({k: reg[k] for k in ("configMap", "namespace", "key")})
-        try:
-            spec = MiniMaxDeploymentSpec.model_validate(body.get("spec") or {})
-            t = self._target(body, spec)
-            if t not in targets and self._namespace_allowed(body, t):
-                targets.append(t)
-        except ValidationError:
-            pass
-        return targets
-
-    def _namespace_allowed(self, body: Obj, target: Obj) -> bool:
-        return bool(
-            target["namespace"] == body["metadata"]["namespace"]
-            or target["namespace"] in self.settings.allow_chatos_namespaces
-        )
-
-    def _registration(self, body: Obj, r: Resolved, server_ready: bool, old: Obj, new: Obj) -> st.Cond:
-        spec = r.spec
-        owner_id = f"{r.namespace}/{r.name}"
-        reg_old = old.get("registration")
-        target = self._target(body, spec)
-        wanted = spec.chatos.enabled and spec.replicas > 0
-        try:
-            if reg_old and (not wanted or {k: reg_old[k] for k in target} != target):
-                self._unregister({k: reg_old[k] for k in target}, owner_id)
-                reg_old = None
-            if not spec.chatos.enabled:
-                return st.true("Registered", "Disabled", "spec.chatos.enabled is false")
-            if not wanted:
-                return st.false("Registered", "Stopped", "not registered while spec.replicas is 0")
-            if not self._namespace_allowed(body, target):
-                return st.false(
-                    "Registered",
-                    "NamespaceNotAllowed",
-                    f"spec.chatos.configMapRef.namespace: {target['namespace']} is not allowed for this operator "
-                    "(start it with --allow-chatos-namespace)",
-                )
-            if not server_ready and not reg_old:
-                return st.unknown("Registered", "WaitingForServer", "registers once the server is ready")
-            entry = builders.chatos_entry(r)
-            self._register(target, entry, owner_id)
-        except (chatos.ModelIdTaken, chatos.ChatOSConfigError, _ConfigMapMissing) as e:
-            if reg_old:
-                new["registration"] = reg_old
-            reason = {
-                chatos.ModelIdTaken: "ModelIdTaken",
-                chatos.ChatOSConfigError: "InvalidChatOSConfig",
-                _ConfigMapMissing: "ConfigMapNotFound",
-            }[type(e)]
-            return st.false("Registered", reason, str(e))
-        new["registration"] = {**target, "modelId": r.served_model_name}
-        where = f"{target['namespace']}/{target['configMap']} key {target['key']}"
-        return st.true("Registered", "Registered", f"model_id {r.served_model_name} registered in ConfigMap {where}")
-
-    def _register(self, target: Obj, entry: Obj, owner_id: str) -> None:
-        def change(text: str | None, owners: dict[str, str]) -> tuple[str | None, dict[str, str]]:
-            return chatos.upsert(text, owners, entry, owner_id, target["key"])
-
-        self._edit_configmap(target, change, create=self.settings.create_chatos_configmap)
-
-    def _unregister(self, target: Obj, owner_id: str) -> None:
-        def change(text: str | None, owners: dict[str, str]) -> tuple[str | None, dict[str, str]]:
-            return chatos.remove(text, owners, owner_id, target["key"])
-
-        with contextlib.suppress(_ConfigMapMissing):  # no ConfigMap: nothing to remove
-            self._edit_configmap(target, change, create=False)
-
-    def _edit_configmap(
-        self,
-        target: Obj,
-        change: Callable[[str | None, dict[str, str]], tuple[str | None, dict[str, str]]],
-        create: bool,
-    ) -> None:
-        """Read-modify-write with the resourceVersion read: concurrent writers never lose entries."""
-        for _ in range(20):
-            cm = self.kube.get("ConfigMap", target["namespace"], target["configMap"])
-            if cm is None:
-                if not create:
-                    raise _ConfigMapMissing(
-                        f"spec.chatos.configMapRef: ConfigMap {target['namespace']}/{target['configMap']} does not "
-                        "exist (the operator creates it only when started with --create-chatos-configmap)"
-                    )
-                cm = {
-                    "apiVersion": "v1",
-                    "kind": "ConfigMap",
-                    "metadata": {"name": target["configMap"], "namespace": target["namespace"]},
-                    "data": {},
-                }
-            annotations = cm["metadata"].setdefault("annotations", {}) or {}
-            cm["metadata"]["annotations"] = annotations
-            owners = chatos.parse_owners(annotations.get(chatos.OWNERS_ANNOTATION))
-            data = cm.get("data") or {}
-            text, new_owners = change(data.get(target["key"]), owners)
-            if text is None:
-                return
-            data[target["key"]] = text
-            cm["data"] = data
-            if new_owners:
-                annotations[chatos.OWNERS_ANNOTATION] = chatos.dump_owners(new_owners)
-            else:
-                annotations.pop(chatos.OWNERS_ANNOTATION, None)
-            try:
-                if "resourceVersion" in cm["metadata"]:
-                    self.kube.replace(cm)
-                else:
-                    self.kube.create(cm)
-                WRITES.labels(kind="ConfigMap").inc()
-                return
-            except Conflict:
-                continue  # someone else wrote in between: read again and redo the change
-        raise RuntimeError(f"ConfigMap {target['namespace']}/{target['configMap']} kept changing; will retry")
-
-
-class _ConfigMapMissing(Exception):
-    pass
-
 
 class UnregisterBlocked(Exception):
     """The ChatOS entry cannot be removed until a person fixes the ConfigMap."""
 
 
-class _NameConflict(Exception):
-    """A child's name is taken by an object this resource does not control."""
-
-
 class _QuotaExceeded(Exception):
     """The namespace's quota can never hold this resource."""
-
-
-def _controlled_by(obj: Obj, owner: Owner) -> bool:
-    refs = obj["metadata"].get("ownerReferences") or []
-    return any(ref.get("controller") and ref.get("uid") == owner.uid for ref in refs)
-
-
-def _ours(have: Obj, owner: Owner, want: Obj, old_status: Obj | None = None) -> bool:
-    """Does this resource control `have`? A controller reference with its uid, or, for a retained
-    weights PVC (no owner reference by design), labels that prove it holds this resource's model."""
-    if _controlled_by(have, owner):
-        return True
-    if want["kind"] != "PersistentVolumeClaim":
-        return False
-    if any(ref.get("controller") for ref in have["metadata"].get("ownerReferences") or []):
-        return False  # another object's claim
-    labels = have["metadata"].get("labels") or {}
-    wanted = want["metadata"]["labels"]
-    same_resource = all(labels.get(k) == wanted[k] for k in ("app.kubernetes.io/managed-by", builders.OWNER_LABEL))
-    if not same_resource:
-        return False
-    if builders.MODEL_LABEL in labels:
-        return bool(labels[builders.MODEL_LABEL] == wanted[builders.MODEL_LABEL])
-    # Written by a release before the model label: ours only if this very resource downloaded into it.
-    return bool(old_status and (old_status.get("download") or {}).get("jobName"))
-
-
-def _conflict_message(kind: str, obj: Obj, pvc_hint: bool = False) -> str:
-    meta = obj["metadata"]
-    refs = [f"{r.get('kind')}/{r.get('name')}" for r in meta.get("ownerReferences") or [] if r.get("controller")]
-    by = f", controlled by {refs[0]}" if refs else ""
-    hint = (
-        f" (a retained weights claim is re-used only when its labels {builders.OWNER_LABEL} and "
-        f"{builders.MODEL_LABEL} name this resource and its model)"
-        if pvc_hint
-        else ""
-    )
-    return (
-        f"{kind} {meta['namespace']}/{meta['name']} exists and is not controlled by this MiniMaxDeployment{by}{hint}; "
-        "the operator never changes it: rename this resource or remove that object"
-    )
-
-
-def _widest(modes: list[str]) -> str:
-    for mode in ("ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"):
-        if mode in modes:
-            return mode
-    return modes[0] if modes else "ReadWriteOnce"
 
 
 def _failure_text(message: str) -> str:

@@ -1,0 +1,68 @@
+"""Who controls an object: the rule behind "never patch, adopt or delete what is not ours".
+
+An object belongs to a MiniMaxDeployment when it has a controller owner reference
+with the resource's uid. The one exception is the retained weights PVC, which has no
+owner reference by design (days of downloading must survive a delete): it belongs to
+a resource of the same name only when its labels say so and name the same model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import builders
+from .builders import Owner
+
+Obj = dict[str, Any]
+
+
+class NameConflict(Exception):
+    """A child's name is taken by an object this resource does not control."""
+
+
+def controlled_by(obj: Obj, owner: Owner) -> bool:
+    refs = obj["metadata"].get("ownerReferences") or []
+    return any(ref.get("controller") and ref.get("uid") == owner.uid for ref in refs)
+
+
+def ours(have: Obj, owner: Owner, want: Obj, old_status: Obj | None = None) -> bool:
+    """Does this resource control `have`? A controller reference with its uid, or, for a retained
+    weights PVC (no owner reference by design), labels that prove it holds this resource's model."""
+    if controlled_by(have, owner):
+        return True
+    if want["kind"] != "PersistentVolumeClaim":
+        return False
+    if any(ref.get("controller") for ref in have["metadata"].get("ownerReferences") or []):
+        return False  # another object's claim
+    labels = have["metadata"].get("labels") or {}
+    wanted = want["metadata"]["labels"]
+    same_resource = all(labels.get(k) == wanted[k] for k in ("app.kubernetes.io/managed-by", builders.OWNER_LABEL))
+    if not same_resource:
+        return False
+    if builders.MODEL_LABEL in labels:
+        return bool(labels[builders.MODEL_LABEL] == wanted[builders.MODEL_LABEL])
+    # Written by a release before the model label: ours only if this very resource downloaded into it.
+    return bool(old_status and (old_status.get("download") or {}).get("jobName"))
+
+
+def conflict_message(kind: str, obj: Obj, pvc_hint: bool = False) -> str:
+    meta = obj["metadata"]
+    refs = [f"{r.get('kind')}/{r.get('name')}" for r in meta.get("ownerReferences") or [] if r.get("controller")]
+    by = f", controlled by {refs[0]}" if refs else ""
+    hint = (
+        f" (a retained weights claim is re-used only when its labels {builders.OWNER_LABEL} and "
+        f"{builders.MODEL_LABEL} name this resource and its model)"
+        if pvc_hint
+        else ""
+    )
+    return (
+        f"{kind} {meta['namespace']}/{meta['name']} exists and is not controlled by this MiniMaxDeployment{by}{hint}; "
+        "the operator never changes it: rename this resource or remove that object"
+    )
+
+
+def widest_mode(modes: list[str]) -> str:
+    for mode in ("ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"):
+        if mode in modes:
+            return mode
+    return modes[0] if modes else "ReadWriteOnce"
