@@ -62,6 +62,7 @@ def conflict_message(kind: str, obj: Obj, pvc_hint: bool = False) -> str:
 
 
 def widest_mode(modes: list[str]) -> str:
+    """The access mode that allows the most, of a claim that lists several."""
     for mode in ("ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"):
         if mode in modes:
             return mode

@@ -29,6 +29,8 @@ class ConfigMapMissing(Exception):
 
 
 class Registrar:
+    """Registers a resource's model in its ChatOS ConfigMap and takes it out again."""
+
     def __init__(self, kube: Kube, allow_namespaces: frozenset[str], create_configmap: bool):
         self.kube = kube
         self.allow_namespaces = allow_namespaces

@@ -162,3 +162,31 @@ def test_a_redownload_beside_a_running_server_lands_on_its_node() -> None:
     beside = builders.download_job(r, OWNER, OperatorSettings(), beside_server=True)["spec"]["template"]["spec"]
     assert beside["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in beside["tolerations"]
+
+
+# ---- ownership ----------------------------------------------------------------------------
+
+
+def test_only_a_controller_reference_or_the_claims_labels_make_an_object_ours() -> None:
+    from minimax_operator.ownership import ours
+
+    r = resolve("m", "ns", spec())
+    want_pvc = builders.pvc(r, OWNER)
+    want_svc = builders.service(r, OWNER)
+    assert want_pvc is not None
+
+    def obj(labels: dict[str, str], refs: list[dict[str, object]] | None = None) -> dict[str, object]:
+        return {"metadata": {"name": "x", "namespace": "ns", "labels": labels, "ownerReferences": refs or []}}
+
+    mine = [builders.owner_reference(OWNER)]
+    other = [{**builders.owner_reference(Owner("m", "uid-2"))}]
+    assert ours(obj({}, mine), OWNER, want_svc)
+    assert not ours(obj(want_svc["metadata"]["labels"], other), OWNER, want_svc)  # our labels, someone else's
+    assert not ours(obj(want_svc["metadata"]["labels"]), OWNER, want_svc)  # labels alone never suffice
+    retained = want_pvc["metadata"]["labels"]
+    assert ours(obj(retained), OWNER, want_pvc)
+    assert not ours(obj({**retained, "minimax.chatos.io/model": "org.other"}), OWNER, want_pvc)
+    assert not ours(obj({"app": "postgres"}), OWNER, want_pvc)
+    legacy = {k: v for k, v in retained.items() if k != "minimax.chatos.io/model"}  # written by release 0.1.0
+    assert not ours(obj(legacy), OWNER, want_pvc, old_status={})
+    assert ours(obj(legacy), OWNER, want_pvc, old_status={"download": {"jobName": "m-weights-1"}})
