@@ -106,6 +106,10 @@ build_install() { # name module@version
   [[ -x "$bin/$1" ]] && return 0
   log "building $1 from $2"
   GOBIN="$work/gobin" go install -ldflags "-s -w ${3:-}" "$2"
+  if [[ ! -x "$work/gobin/$1" ]]; then  # seen once on a cold build: go install returned 0, no binary
+    log "no $1 binary after go install; trying once more"
+    GOBIN="$work/gobin" go install -ldflags "-s -w ${3:-}" "$2"
+  fi
   mv "$work/gobin/$1" "$bin/$1"
 }
 
