@@ -76,6 +76,33 @@ def openapi_schema(model: type[api._Model]) -> dict[str, Any]:
     return result
 
 
+def _definition(
+    kind: str, plural: str, singular: str, short_names: list[str], scope: str, versions: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """A CustomResourceDefinition of this API group, labelled like the rest of the install."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{plural}.{api.GROUP}",
+            "labels": {"app.kubernetes.io/name": "minimax-operator", "app.kubernetes.io/part-of": "minimax-operator"},
+        },
+        "spec": {
+            "group": api.GROUP,
+            "scope": scope,
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": singular,
+                "shortNames": short_names,
+                "categories": api.CATEGORIES,
+            },
+            "versions": versions,
+        },
+    }
+
+
 def crd() -> dict[str, Any]:
     """The whole CustomResourceDefinition object."""
     spec_schema = openapi_schema(api.MiniMaxDeploymentSpec)
@@ -83,67 +110,54 @@ def crd() -> dict[str, Any]:
     # Status is written by the operator only; it carries no defaults that the API server would add.
     _strip_defaults(status_schema)
     ready = '.status.conditions[?(@.type=="Ready")].status'
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {
-            "name": f"{api.PLURAL}.{api.GROUP}",
-            "labels": {"app.kubernetes.io/name": "minimax-operator", "app.kubernetes.io/part-of": "minimax-operator"},
-        },
-        "spec": {
-            "group": api.GROUP,
-            "scope": "Namespaced",
-            "names": {
-                "kind": api.KIND,
-                "listKind": f"{api.KIND}List",
-                "plural": api.PLURAL,
-                "singular": api.SINGULAR,
-                "shortNames": api.SHORT_NAMES,
-                "categories": api.CATEGORIES,
-            },
-            "versions": [
-                {
-                    "name": api.VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": [
-                        {"name": "Model", "type": "string", "jsonPath": ".status.model"},
-                        {"name": "TP", "type": "integer", "jsonPath": ".status.tensorParallelSize"},
-                        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-                        {"name": "Ready", "type": "string", "jsonPath": ready},
-                        {"name": "Download", "type": "string", "jsonPath": ".status.download.progress"},
-                        {"name": "Endpoint", "type": "string", "jsonPath": ".status.endpoint"},
-                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-                    ],
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "description": (
-                                "MiniMaxDeployment serves a MiniMax open-weight model with vLLM on "
-                                "the cluster's GPUs and registers it in ChatOS."
-                            ),
-                            "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
-                                "spec": spec_schema,
-                                "status": status_schema,
-                            },
-                            "required": ["spec"],
-                            "x-kubernetes-validations": [
-                                {
-                                    "rule": f"size(self.metadata.name) <= {api.NAME_MAX} && "
-                                    f"self.metadata.name.matches('{api.NAME_PATTERN}')",
-                                    "message": api.NAME_RULE_MESSAGE,
-                                }
-                            ],
-                        }
-                    },
-                }
-            ],
-        },
-    }
+    return _definition(
+        api.KIND,
+        api.PLURAL,
+        api.SINGULAR,
+        api.SHORT_NAMES,
+        "Namespaced",
+        [
+            {
+                "name": api.VERSION,
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "additionalPrinterColumns": [
+                    {"name": "Model", "type": "string", "jsonPath": ".status.model"},
+                    {"name": "TP", "type": "integer", "jsonPath": ".status.tensorParallelSize"},
+                    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+                    {"name": "Ready", "type": "string", "jsonPath": ready},
+                    {"name": "Download", "type": "string", "jsonPath": ".status.download.progress"},
+                    {"name": "Endpoint", "type": "string", "jsonPath": ".status.endpoint"},
+                    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                ],
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "description": (
+                            "MiniMaxDeployment serves a MiniMax open-weight model with vLLM on "
+                            "the cluster's GPUs and registers it in ChatOS."
+                        ),
+                        "properties": {
+                            "apiVersion": {"type": "string"},
+                            "kind": {"type": "string"},
+                            "metadata": {"type": "object"},
+                            "spec": spec_schema,
+                            "status": status_schema,
+                        },
+                        "required": ["spec"],
+                        "x-kubernetes-validations": [
+                            {
+                                "rule": f"size(self.metadata.name) <= {api.NAME_MAX} && "
+                                f"self.metadata.name.matches('{api.NAME_PATTERN}')",
+                                "message": api.NAME_RULE_MESSAGE,
+                            }
+                        ],
+                    }
+                },
+            }
+        ],
+    )
 
 
 def policy_crd() -> dict[str, Any]:
@@ -153,46 +167,33 @@ def policy_crd() -> dict[str, Any]:
     parameters for good once no binding uses them (kubernetes/kubernetes#130887); CRD
     paramKinds are not affected, and typed fields make the rules plain CEL.
     """
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {
-            "name": f"{api.POLICY_PLURAL}.{api.GROUP}",
-            "labels": {"app.kubernetes.io/name": "minimax-operator", "app.kubernetes.io/part-of": "minimax-operator"},
-        },
-        "spec": {
-            "group": api.GROUP,
-            "scope": "Cluster",
-            "names": {
-                "kind": api.POLICY_KIND,
-                "listKind": f"{api.POLICY_KIND}List",
-                "plural": api.POLICY_PLURAL,
-                "singular": api.POLICY_KIND.lower(),
-                "shortNames": ["mmpolicy"],
-                "categories": api.CATEGORIES,
-            },
-            "versions": [
-                {
-                    "name": api.VERSION,
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "description": "MiniMaxPolicy says what the namespaces bound to it may run.",
-                            "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
-                                "spec": openapi_schema(api.MiniMaxPolicySpec),
-                            },
-                            "required": ["spec"],
-                        }
-                    },
-                }
-            ],
-        },
-    }
+    return _definition(
+        api.POLICY_KIND,
+        api.POLICY_PLURAL,
+        api.POLICY_KIND.lower(),
+        ["mmpolicy"],
+        "Cluster",
+        [
+            {
+                "name": api.VERSION,
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "description": "MiniMaxPolicy says what the namespaces bound to it may run.",
+                        "properties": {
+                            "apiVersion": {"type": "string"},
+                            "kind": {"type": "string"},
+                            "metadata": {"type": "object"},
+                            "spec": openapi_schema(api.MiniMaxPolicySpec),
+                        },
+                        "required": ["spec"],
+                    }
+                },
+            }
+        ],
+    )
 
 
 def policy_crd_yaml() -> str:

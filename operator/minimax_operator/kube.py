@@ -7,10 +7,13 @@ builders produce. One field manager for every apply.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
+import threading
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import kubernetes
@@ -35,6 +38,11 @@ _PATHS: dict[str, tuple[str, str]] = {
     "Deployment": ("/apis/apps/v1", "deployments"),
     "MiniMaxDeployment": (f"/apis/{GROUP}/{VERSION}", PLURAL),
 }
+
+
+#: Children read several times in one reconcile (ownership check, apply, status). The shared
+#: ChatOS ConfigMap is never memoised: its read-modify-write must re-read after a conflict.
+_MEMO_KINDS = frozenset({"PersistentVolumeClaim", "Job", "Deployment", "Service"})
 
 
 class Conflict(Exception):
@@ -65,6 +73,21 @@ class Kube:
 
     def __init__(self, client: ApiClient):
         self.client = client
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Within one reconcile (one thread), each child is read from the API once; our own
+        applies and deletes update what was read. Outside, every get reads the API."""
+        self._local.memo = {}
+        try:
+            yield
+        finally:
+            self._local.memo = None
+
+    def _memo(self, kind: str) -> dict[tuple[str, str, str], Obj | None] | None:
+        memo: dict[tuple[str, str, str], Obj | None] | None = getattr(self._local, "memo", None)
+        return memo if kind in _MEMO_KINDS else None
 
     def _call(
         self,
@@ -92,13 +115,18 @@ class Kube:
         return json.loads(data) if data else None
 
     def get(self, kind: str, namespace: str, name: str) -> Obj | None:
+        memo, key = self._memo(kind), (kind, namespace, name)
+        if memo is not None and key in memo:
+            return memo[key]
         try:
-            obj: Obj = self._call("GET", _path(kind, namespace, name))
-            return obj
+            obj: Obj | None = self._call("GET", _path(kind, namespace, name))
         except ApiException as e:
-            if e.status == 404:
-                return None
-            raise
+            if e.status != 404:
+                raise
+            obj = None
+        if memo is not None:
+            memo[key] = obj
+        return obj
 
     def list(self, kind: str, namespace: str, selector: dict[str, str]) -> list[Obj]:
         query = [("labelSelector", ",".join(f"{k}={v}" for k, v in sorted(selector.items())))]
@@ -139,6 +167,9 @@ class Kube:
             query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
             content_type="application/apply-patch+yaml",
         )
+        memo = self._memo(obj["kind"])
+        if memo is not None:
+            memo[(obj["kind"], meta["namespace"], meta["name"])] = result
         return result
 
     def remove_finalizer(self, obj: Obj, finalizer: str) -> None:
@@ -179,6 +210,9 @@ class Kube:
         raise RuntimeError(f"{obj['kind']} {meta['name']}: finalizers kept changing; will retry")
 
     def delete(self, kind: str, namespace: str, name: str) -> bool:
+        memo = self._memo(kind)
+        if memo is not None:
+            memo.pop((kind, namespace, name), None)  # it may linger while being deleted: read again
         body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
         try:
             self._call("DELETE", _path(kind, namespace, name), body=body)

@@ -98,7 +98,8 @@ class Reconciler:
                 # resourceVersion) fail; the finalizer's own event brings us back.
                 return
             try:
-                self._reconcile(fresh)
+                with self.kube.snapshot():  # each child read once per reconcile
+                    self._reconcile(fresh)
                 RECONCILES.labels(result="ok").inc()
             except Exception:
                 RECONCILES.labels(result="error").inc()
