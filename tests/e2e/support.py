@@ -105,6 +105,22 @@ class Cluster:
 
         return wait_for(check, timeout, what=f"{ns}/{name} phase {phase}")
 
+    def wait_rolled_out(self, ns: str, name: str, timeout: float = 60) -> None:
+        """The Deployment's latest spec is observed and all its replicas are updated and ready (no old pods)."""
+
+        def check() -> bool:
+            d = self.apps.read_namespaced_deployment(name, ns)
+            s = d.status
+            want = d.spec.replicas or 0
+            return bool(
+                (s.observed_generation or 0) >= d.metadata.generation
+                and (s.updated_replicas or 0) == want
+                and (s.ready_replicas or 0) == want
+                and (s.replicas or 0) == want
+            )
+
+        wait_for(check, timeout, what=f"{ns}/{name} rolled out")
+
     def wait_condition(self, ns: str, name: str, type_: str, status: str, reason: str, timeout: float = 60) -> dict:
         def check() -> dict[str, Any] | None:
             c = self.condition(ns, name, type_)

@@ -310,6 +310,8 @@ def test_hand_edits_of_owned_fields_are_reverted_and_others_kept(cluster: Cluste
     wait_for(reverted, 30, what="owned fields reverted")
     dep = cluster.apps.read_namespaced_deployment("drift", ns)
     assert dep.metadata.annotations["team.example.com/note"] == "kept"  # not ours: left alone
-    # And once reverted and rolled out, resyncs write nothing (the audit log has every write).
+    # And once reverted and rolled out, resyncs write nothing (the audit log has every write). The revert
+    # starts a rollout, which the resource reports (Starting, then Ready): wait for its end, not the old Ready.
+    cluster.wait_rolled_out(ns, "drift")
     cluster.wait_phase(ns, "drift", "Ready")
     assert_quiet(cluster, operator, OPERATOR_USER, ns)
