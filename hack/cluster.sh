@@ -7,6 +7,8 @@
 #   hack/cluster.sh down [NAME]   delete the cluster and its provisioner
 #   hack/cluster.sh kubeconfig [NAME]
 # NAME defaults to $CLUSTER_NAME or "minimax". Several clusters can run at once.
+# SERVICE_CIDR (on create) widens the Service IP range, e.g. 10.96.0.0/16 (the default
+# range holds about 250 Services; bench/scale.py needs thousands).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cmd=${1:-up}
@@ -35,6 +37,11 @@ case "$cmd" in
       kwokctl start cluster --name "$name" >&2
     else
       log "creating cluster $name (kube-apiserver $(kube-apiserver --version | awk '{print $2}'))"
+      extra=()
+      if [[ -n "${SERVICE_CIDR:-}" ]]; then
+        extra+=(--extra-args "kube-apiserver=service-cluster-ip-range=$SERVICE_CIDR")
+        extra+=(--extra-args "kube-controller-manager=service-cluster-ip-range=$SERVICE_CIDR")
+      fi
       kwokctl create cluster --name "$name" --runtime binary \
         --kube-apiserver-binary "$bin/kube-apiserver" \
         --kube-controller-manager-binary "$bin/kube-controller-manager" \
@@ -45,7 +52,7 @@ case "$cmd" in
         --kube-audit-policy "$here/kwok/audit-policy.yaml" \
         --config "$here/kwok/stages.yaml" \
         --kubeconfig "$kubeconfig" \
-        --wait 120s >&2
+        --wait 120s ${extra[@]+"${extra[@]}"} >&2
     fi
     kwokctl get kubeconfig --name "$name" > "$kubeconfig.tmp" && mv "$kubeconfig.tmp" "$kubeconfig"
     k() { kubectl --kubeconfig "$kubeconfig" "$@"; }

@@ -85,6 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import kopf
     from prometheus_client import start_http_server
 
+    from .controller import Controller
     from .handlers import register
     from .health import serve_health
     from .kube import Kube, load_client
@@ -110,9 +111,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig  # for kopf's own connection too
-    reconciler = Reconciler(Kube(load_client(args.kubeconfig)), settings)
+    client = load_client(args.kubeconfig)
+    namespaces = args.namespace or []
+    controller = Controller(
+        Reconciler(Kube(client), settings), client, namespaces, workers=args.workers, resync_seconds=args.resync_seconds
+    )
     registry = kopf.OperatorRegistry()
-    register(registry, reconciler, args.resync_seconds)
+    register(registry, controller)
     # Metrics and health on every replica, leader or not.
     if args.metrics_port:
         start_http_server(args.metrics_port)
@@ -129,10 +134,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             waited += 1
             if waited % 30 == 0:
                 logging.getLogger(__name__).warning("not leading after %d s: %s", waited, elector.describe())
-    namespaces = args.namespace or []
     try:
+        controller.start()  # fills the watch caches before the first reconcile
         kopf.run(registry=registry, clusterwide=not namespaces, namespaces=namespaces, standalone=True)
     finally:
+        controller.stop()
         if elector:
             elector.release()
     return 0
@@ -152,7 +158,13 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the operator")
     run.add_argument("--namespace", action="append", help="watch this namespace (repeat; globs allowed); default all")
     run.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then $KUBECONFIG)")
-    run.add_argument("--resync-seconds", type=float, default=30.0, help="how often every resource is re-checked")
+    run.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=600.0,
+        help="how often every resource is re-checked from the caches besides its watch events (a safety net)",
+    )
+    run.add_argument("--workers", type=int, default=4, help="resources reconciled at once")
     run.add_argument("--metrics-port", type=int, default=8080, help="Prometheus metrics port (0: off)")
     run.add_argument("--health-port", type=int, default=8081, help="liveness endpoint /healthz port (0: off)")
     run.add_argument("--download-image", default=DEFAULT_DOWNLOAD_IMAGE, help="image of the download Jobs")

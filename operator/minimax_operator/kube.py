@@ -7,13 +7,11 @@ builders produce. One field manager for every apply.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import logging
-import threading
+import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import kubernetes
@@ -40,9 +38,15 @@ _PATHS: dict[str, tuple[str, str]] = {
 }
 
 
-#: Children read several times in one reconcile (ownership check, apply, status). The shared
-#: ChatOS ConfigMap is never memoised: its read-modify-write must re-read after a conflict.
-_MEMO_KINDS = frozenset({"PersistentVolumeClaim", "Job", "Deployment", "Service"})
+#: Kinds read from the watch caches once the controller runs (controller.Cache).
+CACHED_KINDS = frozenset(
+    {"MiniMaxDeployment", "PersistentVolumeClaim", "Job", "Pod", "Deployment", "Service", "ResourceQuota", "ConfigMap"}
+)
+#: Cached by the operator's labels only: a miss may be someone else's object of that name, so a
+#: miss is confirmed by the API (only before a create, or while a name is taken: never at idle).
+_LABEL_FILTERED = frozenset({"Job", "Pod", "Deployment", "Service"})
+#: How long a confirmed miss stands for checks (a create always confirms again).
+ABSENT_TTL_SECONDS = 60.0
 
 
 class Conflict(Exception):
@@ -55,7 +59,22 @@ def load_client(kubeconfig: str | None = None) -> ApiClient:
         kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-    return ApiClient()
+    config = kubernetes.client.Configuration.get_default_copy()
+    # Each watch stream holds a connection for minutes; workers need theirs besides.
+    config.connection_pool_maxsize = 64
+    return ApiClient(config)
+
+
+def api_kind(kind: str) -> tuple[str, str]:
+    """(apiVersion, kind), as objects in a list response lack them."""
+    prefix = _PATHS[kind][0]
+    return prefix.removeprefix("/api/").removeprefix("/apis/"), kind
+
+
+def resource_path(kind: str, namespace: str | None) -> str:
+    """The collection of `kind` in one namespace, or across all of them."""
+    prefix, plural = _PATHS[kind]
+    return f"{prefix}/namespaces/{namespace}/{plural}" if namespace else f"{prefix}/{plural}"
 
 
 def _path(kind: str, namespace: str, name: str | None = None, sub: str | None = None) -> str:
@@ -73,21 +92,9 @@ class Kube:
 
     def __init__(self, client: ApiClient):
         self.client = client
-        self._local = threading.local()
-
-    @contextlib.contextmanager
-    def snapshot(self) -> Iterator[None]:
-        """Within one reconcile (one thread), each child is read from the API once; our own
-        applies and deletes update what was read. Outside, every get reads the API."""
-        self._local.memo = {}
-        try:
-            yield
-        finally:
-            self._local.memo = None
-
-    def _memo(self, kind: str) -> dict[tuple[str, str, str], Obj | None] | None:
-        memo: dict[tuple[str, str, str], Obj | None] | None = getattr(self._local, "memo", None)
-        return memo if kind in _MEMO_KINDS else None
+        #: Set by the controller once its watch caches are filled; None: every read goes to the API.
+        self.cache: Any = None
+        self._absent: dict[tuple[str, str, str], float] = {}
 
     def _call(
         self,
@@ -114,24 +121,45 @@ class Kube:
         data = resp.data
         return json.loads(data) if data else None
 
-    def get(self, kind: str, namespace: str, name: str) -> Obj | None:
-        memo, key = self._memo(kind), (kind, namespace, name)
-        if memo is not None and key in memo:
-            return memo[key]
+    def get(self, kind: str, namespace: str, name: str, live: bool = False, before_create: bool = False) -> Obj | None:
+        """The object from the watch cache (shared: do not mutate), or from the API when `live`.
+
+        Kinds cached by our labels only: a miss is asked of the API (someone else's object of
+        that name), at most once a minute per name, and always `before_create`.
+        """
+        key = (kind, namespace, name)
+        if self.cache is not None and not live and kind in CACHED_KINDS:
+            obj: Obj | None = self.cache.get(kind, namespace, name)
+            if obj is not None or kind not in _LABEL_FILTERED:
+                return obj
+            confirmed = self._absent.get(key)
+            if not before_create and confirmed and time.monotonic() - confirmed < ABSENT_TTL_SECONDS:
+                return None
         try:
-            obj: Obj | None = self._call("GET", _path(kind, namespace, name))
+            obj = self._call("GET", _path(kind, namespace, name))
         except ApiException as e:
             if e.status != 404:
                 raise
             obj = None
-        if memo is not None:
-            memo[key] = obj
+        if obj is None and self.cache is not None:
+            if len(self._absent) > 10000:
+                self._absent.clear()
+            self._absent[key] = time.monotonic()
+        else:
+            self._absent.pop(key, None)
         return obj
 
     def list(self, kind: str, namespace: str, selector: dict[str, str]) -> list[Obj]:
+        if self.cache is not None and kind in CACHED_KINDS:
+            cached: list[Obj] = self.cache.list(kind, namespace, selector)
+            return cached
         query = [("labelSelector", ",".join(f"{k}={v}" for k, v in sorted(selector.items())))]
         items: list[Obj] = self._call("GET", _path(kind, namespace), query=query)["items"]
         return items
+
+    def _remember(self, obj: Obj | None) -> None:
+        if self.cache is not None and obj and obj.get("kind") in CACHED_KINDS:
+            self.cache.remember(obj)
 
     def failed_create_message(self, namespace: str, kind: str, name: str) -> str:
         """The newest FailedCreate Event's message for an object (a Job whose pods are refused)."""
@@ -167,9 +195,7 @@ class Kube:
             query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
             content_type="application/apply-patch+yaml",
         )
-        memo = self._memo(obj["kind"])
-        if memo is not None:
-            memo[(obj["kind"], meta["namespace"], meta["name"])] = result
+        self._remember(result)
         return result
 
     def remove_finalizer(self, obj: Obj, finalizer: str) -> None:
@@ -180,7 +206,7 @@ class Kube:
         """
         meta = obj["metadata"]
         for _ in range(10):
-            live = self.get(obj["kind"], meta["namespace"], meta["name"])
+            live = self.get(obj["kind"], meta["namespace"], meta["name"], live=True)
             if live is None or live["metadata"]["uid"] != meta["uid"]:
                 return
             current = live["metadata"].get("finalizers") or []
@@ -210,9 +236,6 @@ class Kube:
         raise RuntimeError(f"{obj['kind']} {meta['name']}: finalizers kept changing; will retry")
 
     def delete(self, kind: str, namespace: str, name: str) -> bool:
-        memo = self._memo(kind)
-        if memo is not None:
-            memo.pop((kind, namespace, name), None)  # it may linger while being deleted: read again
         body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
         try:
             self._call("DELETE", _path(kind, namespace, name), body=body)
@@ -226,19 +249,22 @@ class Kube:
         """PUT with the resourceVersion read earlier: optimistic concurrency for shared objects."""
         meta = obj["metadata"]
         result: Obj = self._call("PUT", _path(obj["kind"], meta["namespace"], meta["name"]), body=obj)
+        self._remember(result)
         return result
 
     def create(self, obj: Obj) -> Obj:
         result: Obj = self._call("POST", _path(obj["kind"], obj["metadata"]["namespace"]), body=obj)
+        self._remember(result)
         return result
 
     def patch_status(self, namespace: str, name: str, status: Obj) -> None:
-        self._call(
+        result = self._call(
             "PATCH",
             _path("MiniMaxDeployment", namespace, name, "status"),
             body={"status": status},
             content_type="application/merge-patch+json",
         )
+        self._remember(result)
 
     def event(self, owner: Obj, event_type: str, reason: str, message: str) -> None:
         """A core/v1 Event on the MiniMaxDeployment, as `kubectl describe` shows them."""

@@ -18,18 +18,22 @@ NAMESPACED_RULES: list[Rule] = [
     # kopf watches the resources, patches finalizers; the reconciler reads them.
     {"apiGroups": [GROUP], "resources": [PLURAL], "verbs": ["get", "list", "watch", "patch"]},
     {"apiGroups": [GROUP], "resources": [f"{PLURAL}/status"], "verbs": ["get", "patch"]},
-    # Server-side apply of the PVC and Service (create on first apply).
-    {"apiGroups": [""], "resources": ["persistentvolumeclaims", "services"], "verbs": ["get", "create", "patch"]},
-    # ChatOS: read-modify-write with resourceVersion; create only with --create-chatos-configmap.
-    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create", "update"]},
-    # Download and server pods: state, termination messages, and download progress from the log.
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+    # Server-side apply of the PVC and Service (create on first apply); watched (the controller's caches).
+    {
+        "apiGroups": [""],
+        "resources": ["persistentvolumeclaims", "services"],
+        "verbs": ["get", "list", "watch", "create", "patch"],
+    },
+    # ChatOS: watched by name; read-modify-write with resourceVersion; create only with --create-chatos-configmap.
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch", "create", "update"]},
+    # Download and server pods (watched): state, termination messages, and download progress from the log.
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
     # Events: posted on the resources; FailedCreate read for Jobs whose pods are refused (quota, Pod Security).
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "list"]},
     # Quotas are read before anything is created, so that a model that can never fit costs no download.
-    {"apiGroups": [""], "resources": ["resourcequotas"], "verbs": ["list"]},
-    # kopf watches both to react at once; stale download Jobs are deleted.
+    {"apiGroups": [""], "resources": ["resourcequotas"], "verbs": ["list", "watch"]},
+    # Watched (the controller's caches); stale download Jobs are deleted.
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
     {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch", "create", "patch"]},
 ]

@@ -1,6 +1,7 @@
 """Reconcile one MiniMaxDeployment: compare desired with observed, apply the difference.
 
-Level-triggered and idempotent: every call reads the world, applies only objects
+Level-triggered and idempotent: every call reads the world (from the watch caches
+once the controller runs, see controller.py), applies only objects
 whose live content no longer holds what the operator wants (drift.covers), and
 writes status only when it differs. So a resync of a Ready resource makes no
 mutating request, a hand edit of an owned field is reverted at the next resync,
@@ -20,6 +21,7 @@ import datetime as dt
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,6 +65,8 @@ class Settings:
     #: Waits before a failed download Job is tried again: base * 2^attempt, capped.
     retry_base_seconds: int = 60
     retry_max_seconds: int = 1800
+    #: While a download runs: how often its progress is read from the pod's log (one request).
+    progress_seconds: float = 10.0
 
 
 class Reconciler:
@@ -76,6 +80,9 @@ class Reconciler:
         #: (uid, hash) of objects whose live form never covers the desired one (a field the API server
         #: rewrites in a way drift.covers does not know): compared by hash only, so no apply loop.
         self._uncoverable: set[tuple[str, str]] = set()
+        self._local = threading.local()
+        #: pod uid -> (monotonic time, progress) of the last log read: at most one per progress_seconds.
+        self._progress_read: dict[str, tuple[float, Obj]] = {}
 
     def _lock(self, uid: str) -> threading.Lock:
         with self._guard:
@@ -83,27 +90,38 @@ class Reconciler:
 
     # ---- entry points -----------------------------------------------------------------
 
-    def reconcile(self, body: Obj) -> None:
-        """Bring the cluster in line with one resource. Safe to call at any time, concurrently."""
+    def reconcile(self, body: Obj) -> float | None:
+        """Bring the cluster in line with one resource. Safe to call at any time, concurrently.
+
+        Returns in how many seconds the resource wants another look although nothing it
+        watches may change (download progress, a retry's back-off, a name someone else holds).
+        """
+        self._local.after = None
         with self._lock(body["metadata"]["uid"]):
             fresh = self.kube.get("MiniMaxDeployment", body["metadata"]["namespace"], body["metadata"]["name"])
             if fresh is None or fresh["metadata"].get("deletionTimestamp"):
-                return
+                return None
             if fresh["metadata"]["uid"] != body["metadata"]["uid"]:
-                return  # deleted and created again under the same name: the new one has its own turn
+                return None  # deleted and created again under the same name: the new one has its own turn
             if FINALIZER not in (fresh["metadata"].get("finalizers") or []):
                 # Nothing is created or registered before the finalizer is on: without it a delete
                 # would skip finalize() and leave the ChatOS entry behind for good. kopf adds it in
                 # this same cycle, and a write of ours now would make its patch (which tests
                 # resourceVersion) fail; the finalizer's own event brings us back.
-                return
+                return None
             try:
-                with self.kube.snapshot():  # each child read once per reconcile
-                    self._reconcile(fresh)
+                self._reconcile(fresh)
                 RECONCILES.labels(result="ok").inc()
             except Exception:
                 RECONCILES.labels(result="error").inc()
                 raise
+        after: float | None = self._local.after
+        return after
+
+    def _wake(self, seconds: float) -> None:
+        """Ask for another look in `seconds` (the earliest request of a reconcile wins)."""
+        current = self._local.after
+        self._local.after = seconds if current is None else min(current, seconds)
 
     def finalize(self, body: Obj) -> None:
         """On delete: take the model out of ChatOS. Weights stay unless retainOnDelete is false.
@@ -119,7 +137,7 @@ class Reconciler:
             owner_id = f"{meta['namespace']}/{meta['name']}"
             for target in self.registrar.targets(body):
                 try:
-                    self.registrar.unregister(target, owner_id)
+                    self.registrar.unregister(target, owner_id, live=True)  # proof of removal: not a cache
                 except chatos.ChatOSConfigError as e:
                     where = f"{target['namespace']}/{target['configMap']}"
                     msg = f"deletion waits until ConfigMap {where} can be edited to remove this model's entry: {e}"
@@ -169,6 +187,8 @@ class Reconciler:
                         self.registrar.unregister(target, f"{ns}/{name}")
                 new.pop("endpoint", None)
             reason = {NameConflict: "NameConflict", _QuotaExceeded: "QuotaExceeded"}.get(type(e), "LayoutInvalid")
+            if isinstance(e, NameConflict):
+                self._wake(30)  # someone else's object is not in our caches: its removal sends no event
             conds = [
                 st.false("WeightsReady", reason, str(e)),
                 st.unknown("ServerReady", "WaitingForWeights"),
@@ -208,7 +228,7 @@ class Reconciler:
     def _ensure(self, want: Obj, owner: Owner) -> Obj:
         """Apply `want` unless the live object already holds it; never touch an object we do not control."""
         meta = want["metadata"]
-        have = self.kube.get(want["kind"], meta["namespace"], meta["name"])
+        have = self.kube.get(want["kind"], meta["namespace"], meta["name"], before_create=True)
         if have is not None:
             if not ours(have, owner, want):
                 raise NameConflict(conflict_message(want["kind"], have))
@@ -297,12 +317,15 @@ class Reconciler:
             if self.kube.get("PersistentVolumeClaim", r.namespace, r.claim_name) is None:
                 full = self._quota_full(r, self._needs(r, with_storage=True, with_server=False))
                 if full:
+                    self._wake(60)  # quota changes send events; this is the safety net
                     return st.false("WeightsReady", "QuotaFull", full)
             try:
                 self._ensure(want_pvc, owner)
             except ApiException as e:
+                self._wake(30)
                 return st.false("WeightsReady", "ApplyFailed", f"PVC {r.claim_name}: {_api_message(e)}")
         elif self.kube.get("PersistentVolumeClaim", r.namespace, r.claim_name) is None:
+            self._wake(30)  # the user's claim carries none of our labels: its creation queues nothing
             return st.false(
                 "WeightsReady", "ClaimNotFound", f"spec.storage.existingClaim: PVC {r.claim_name} does not exist"
             )
@@ -325,7 +348,8 @@ class Reconciler:
             )
         elif not controlled_by(job, owner):
             raise NameConflict(conflict_message("Job", job))
-        pods = self.kube.list("Pod", r.namespace, {"job-name": job_name})
+        job_pods = {**builders.selector(r, builders.COMPONENT_DOWNLOAD), "job-name": job_name}
+        pods = self.kube.list("Pod", r.namespace, job_pods)
         done = _job_condition(job, "Complete")
         failed = _job_condition(job, "Failed")
         self._delete_stale_jobs(r, owner, job_name, keep_older_attempts=not done)
@@ -357,11 +381,13 @@ class Reconciler:
                     owner,
                 )
                 return st.false("WeightsReady", "Downloading", f"retrying after: {reason_text}")
+            self._wake((retry_at - self.clock()).total_seconds() + 1)
             return st.false("WeightsReady", "DownloadFailed", f"{reason_text} (retry {attempt + 1} at {iso(retry_at)})")
         problem = st.pod_problem(pods)
         if problem:
             return st.false("WeightsReady", problem[0], problem[1])
         if not pods:
+            self._wake(5)  # a refused pod leaves only an Event, which is not watched
             refused = self.kube.failed_create_message(r.namespace, "Job", job_name)
             if refused:
                 reason, text = st.creation_failure(refused)
@@ -369,22 +395,37 @@ class Reconciler:
         running = [p for p in pods if p.get("status", {}).get("phase") == "Running"]
         if running:
             newest = max(running, key=lambda p: p["metadata"].get("creationTimestamp", ""))
+            self._wake(self.settings.progress_seconds)
             dl.update(self._progress(newest) or _kept_progress(dl_old))
             pct = f" ({dl['progress']})" if dl.get("progress") else ""
             return st.false("WeightsReady", "Downloading", f"downloading {r.repo} into PVC {r.claim_name}{pct}")
         return st.false("WeightsReady", "Pending", f"download Job {job_name} is waiting for its pod")
 
     def _progress(self, pod: Obj) -> Obj:
-        """Progress from the last JSON line the downloader logged; {} when logs are unavailable."""
+        """Progress from the last JSON line the downloader logged; {} when logs are unavailable.
+
+        The log is the one thing no watch carries: read at most once per progress_seconds per pod.
+        """
         meta = pod["metadata"]
+        now = time.monotonic()
+        last = self._progress_read.get(meta["uid"])
+        if last and now - last[0] < self.settings.progress_seconds * 0.9:
+            return last[1]
+        progress: Obj = {}
         try:
             text = self.kube.log_tail(meta["namespace"], meta["name"], "download")
+            for line in reversed(text.splitlines()):
+                if line.startswith("{") and '"progress"' in line:
+                    progress = st.progress(line)
+                    break
         except (ApiException, OSError, ValueError):
-            return {}
-        for line in reversed(text.splitlines()):
-            if line.startswith("{") and '"progress"' in line:
-                return st.progress(line)
-        return {}
+            pass
+        with self._guard:
+            if len(self._progress_read) > 4096:  # pods long gone: forget the oldest half
+                for uid, _ in sorted(self._progress_read.items(), key=lambda kv: kv[1][0])[:2048]:
+                    self._progress_read.pop(uid, None)
+            self._progress_read[meta["uid"]] = (now, progress)
+        return progress
 
     def _delete_stale_jobs(self, r: Resolved, owner: Owner, current: str, keep_older_attempts: bool) -> None:
         jobs = self.kube.list("Job", r.namespace, {**builders.selector(r, builders.COMPONENT_DOWNLOAD)})
@@ -411,6 +452,7 @@ class Reconciler:
         if weights_ready and dep is None and r.spec.replicas:
             full = self._quota_full(r, self._needs(r))
             if full:
+                self._wake(60)
                 return st.false("ServerReady", "QuotaFull", full)
         try:
             if weights_ready:
@@ -424,6 +466,7 @@ class Reconciler:
                     "ServerReady", "StoppedForDownload", "ReadWriteOncePod: the server stops while the weights download"
                 )
         except ApiException as e:
+            self._wake(30)
             return st.false("ServerReady", "ApplyFailed", _api_message(e))
         if dep is None:
             return st.false("ServerReady", "WaitingForWeights", "the server starts once the weights are verified")

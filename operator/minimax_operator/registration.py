@@ -9,6 +9,7 @@ owners annotation (chatos.py's pure functions do the editing).
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -35,14 +36,19 @@ class Registrar:
         self.kube = kube
         self.allow_namespaces = allow_namespaces
         self.create_configmap = create_configmap
+        #: Told which ConfigMap a resource registers in, so that its changes queue that resource.
+        self.on_target: Callable[[tuple[str, str], tuple[str, str]], None] = lambda resource, configmap: None
 
     def target(self, body: Obj, spec: MiniMaxDeploymentSpec) -> Obj:
         ref = spec.chatos.configMapRef
-        return {
+        target = {
             "configMap": ref.name,
             "namespace": ref.namespace or body["metadata"]["namespace"],
             "key": spec.chatos.key,
         }
+        meta = body["metadata"]
+        self.on_target((meta["namespace"], meta["name"]), (target["namespace"], target["configMap"]))
+        return target
 
     def targets(self, body: Obj) -> list[Obj]:
         """Every ConfigMap this resource may be registered in: the one in status, and the spec's."""
@@ -109,22 +115,27 @@ class Registrar:
 
         self._edit_configmap(target, change, create=self.create_configmap)
 
-    def unregister(self, target: Obj, owner_id: str) -> None:
+    def unregister(self, target: Obj, owner_id: str, live: bool = False) -> None:
         def change(text: str | None, owners: dict[str, str]) -> tuple[str | None, dict[str, str]]:
             return chatos.remove(text, owners, owner_id, target["key"])
 
         with contextlib.suppress(ConfigMapMissing):  # no ConfigMap: nothing to remove
-            self._edit_configmap(target, change, create=False)
+            self._edit_configmap(target, change, create=False, live=live)
 
     def _edit_configmap(
         self,
         target: Obj,
         change: Callable[[str | None, dict[str, str]], tuple[str | None, dict[str, str]]],
         create: bool,
+        live: bool = False,
     ) -> None:
-        """Read-modify-write with the resourceVersion read: concurrent writers never lose entries."""
+        """Read-modify-write with the resourceVersion read: concurrent writers never lose entries.
+
+        The first read may come from the watch cache (a resync that changes nothing reads
+        nothing); after a conflict, and whenever `live`, from the API.
+        """
         for _ in range(20):
-            cm = self.kube.get("ConfigMap", target["namespace"], target["configMap"])
+            cm = copy.deepcopy(self.kube.get("ConfigMap", target["namespace"], target["configMap"], live=live))
             if cm is None:
                 if not create:
                     raise ConfigMapMissing(
@@ -158,5 +169,6 @@ class Registrar:
                 WRITES.labels(kind="ConfigMap").inc()
                 return
             except Conflict:
-                continue  # someone else wrote in between: read again and redo the change
+                live = True  # someone else wrote in between: read again and redo the change
+                continue
         raise RuntimeError(f"ConfigMap {target['namespace']}/{target['configMap']} kept changing; will retry")

@@ -24,6 +24,9 @@ GROUP, VERSION, PLURAL = "minimax.chatos.io", "v1alpha1", "minimaxdeployments"
 T = TypeVar("T")
 
 
+READ_VERBS = frozenset({"get", "list", "watch"})
+
+
 def wait_for(fn: Callable[[], T], timeout: float = 60, what: str = "condition", interval: float = 0.2) -> T:
     """Poll until fn returns something truthy (exceptions count as not yet); fail with the last value."""
     deadline = time.monotonic() + timeout
@@ -147,7 +150,14 @@ class Cluster:
         return [{"type": e.type, "reason": e.reason, "message": e.message} for e in items]
 
     def audit_writes(self, user: str, namespace: str | None = None) -> list[dict[str, Any]]:
-        """Mutating requests by `user` in the audit log (the policy logs writes only)."""
+        """Mutating requests by `user` in the audit log (the policy logs writes, and the operator's reads)."""
+        return [e for e in self.audit_requests(user, namespace) if e["verb"] not in READ_VERBS]
+
+    def audit_reads(self, user: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Reads (get, list, watch) by the operator's ServiceAccount (hack/kwok/audit-policy.yaml)."""
+        return [e for e in self.audit_requests(user, namespace) if e["verb"] in READ_VERBS]
+
+    def audit_requests(self, user: str, namespace: str | None = None) -> list[dict[str, Any]]:
         assert self.audit_log, "this cluster has no audit log (CLUSTER=existing without AUDIT_LOG)"
         out = []
         for line in Path(self.audit_log).read_text().splitlines():

@@ -249,6 +249,41 @@ def test_steady_state_makes_no_writes(cluster: Cluster, ns: str, operator: Opera
     assert_quiet(cluster, operator, OPERATOR_USER, ns)
 
 
+def test_idle_resources_cost_no_reads(cluster: Cluster, operator_kubeconfig: Path, tmp_path: Path) -> None:
+    """Ready resources resync from the watch caches: over 30 resyncs each, not one GET or LIST."""
+    if not cluster.audit_log:
+        pytest.fail("this test needs the API server's audit log (CLUSTER=kwok, or AUDIT_LOG with CLUSTER=existing)")
+    ns = f"solo-idle-{secrets.token_hex(2)}"
+    cluster.kubectl("create", "namespace", ns)
+    op = start_operator(operator_kubeconfig, tmp_path / "op.log", [ns])  # its reconciles are this test's only
+    try:
+        cluster.chatos_configmap(ns, [HAND_WRITTEN])
+        names = [f"idle-{i}" for i in range(4)]
+        for name in names:
+            cluster.create_mmd(ns, name, tiny(name))
+        for name in names:
+            cluster.wait_phase(ns, name, "Ready")
+        wait_for(lambda: len(cluster.chatos_models(ns)) == 5, what="all registered")
+        start = op.metric("minimax_operator_reconciles_total")
+        wait_for(lambda: op.metric("minimax_operator_reconciles_total") >= start + 2 * len(names), what="settle")
+        before = len(cluster.audit_requests(OPERATOR_USER, ns))
+        start = op.metric("minimax_operator_reconciles_total")
+        resyncs = 30
+        wait_for(
+            lambda: op.metric("minimax_operator_reconciles_total") >= start + resyncs * len(names),
+            timeout=120,
+            what=f"{resyncs} resyncs of each resource",
+        )
+        requests = cluster.audit_requests(OPERATOR_USER, ns)[before:]
+        # A watch stream that ends is resumed (every 5 to 6 minutes): that is not a read per resource.
+        calls = [(e["verb"], e["objectRef"].get("resource"), e["objectRef"].get("name")) for e in requests]
+        assert [c for c in calls if c[0] != "watch"] == []
+    finally:
+        cluster.kubectl("delete", "mmd", "--all", "-n", ns, "--timeout=60s", check=False)  # the operator finalizes
+        op.stop()
+        cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
 def test_operator_killed_midway_converges_without_duplicates(
     cluster: Cluster, operator_kubeconfig: Path, tmp_path: Path
 ) -> None:

@@ -83,8 +83,11 @@ def test_reconciler_reads_progress_from_the_last_progress_line_of_the_log() -> N
     from minimax_operator.reconciler import Reconciler, Settings
 
     class Logs:
+        calls = 0
+
         def log_tail(self, namespace: str, pod: str, container: str) -> str:
             assert (namespace, pod, container) == ("ns", "p", "download")
+            self.calls += 1
             return "\n".join(
                 [
                     json.dumps({"event": "progress", "bytesDone": 10, "bytesTotal": 100}),
@@ -93,10 +96,11 @@ def test_reconciler_reads_progress_from_the_last_progress_line_of_the_log() -> N
                 ]
             )
 
-    r = Reconciler(Logs(), Settings())  # type: ignore[arg-type]
-    assert r._progress({"metadata": {"namespace": "ns", "name": "p"}}) == {
-        "bytesDone": 40,
-        "bytesTotal": 100,
-        "etaSeconds": 9,
-        "progress": "40%",
-    }
+    logs = Logs()
+    r = Reconciler(logs, Settings())  # type: ignore[arg-type]
+    pod = {"metadata": {"namespace": "ns", "name": "p", "uid": "u"}}
+    want = {"bytesDone": 40, "bytesTotal": 100, "etaSeconds": 9, "progress": "40%"}
+    assert r._progress(pod) == want
+    # The log is the one thing no watch carries: read at most once per progress_seconds per pod.
+    assert r._progress(pod) == want
+    assert logs.calls == 1

@@ -1,0 +1,343 @@
+"""Measure the operator at scale: N resources of one GPU each on one operator.
+
+For each --n (default 1000; e.g. --n 100 --n 300 --n 1000 to see growth), in a fresh
+local cluster (or the one given) with enough simulated 8-GPU nodes and a Service IP
+range wide enough for thousands of Services:
+
+1. the floor: the same children applied directly with kubectl, as the operator
+   would create them (PVC and download Job, wait until every Job completes, then
+   Deployment and Service, wait until every Deployment is available);
+2. the operator (`minimax-operator run` as shipped, under its ServiceAccount) and N
+   MiniMaxDeployments applied at once: time until all are Ready (ratio to the
+   floor), and per resource the time from its creation to its first status (p50, p99);
+3. idle, once all are Ready: the operator's API reads and writes per minute, from
+   the API server's own metrics (apiserver_flowcontrol_dispatched_requests_total of
+   FlowSchemas that single out the operator's ServiceAccount: reads, writes, and its
+   leader-election Lease apart), its RSS, and its CPU.
+
+Ends with one line per N, the last for the largest N:
+  n= ratio_to_floor= first_status_p50_s= first_status_p99_s= idle_reads_per_min=
+  idle_writes_per_min= rss_mib= idle_cpu_pct=
+(idle_*_per_min exclude the Lease renewals of leader election, printed as lease_per_min.)
+
+Usage: .venv/bin/python bench/scale.py [--n 1000 ...] [--idle-seconds 180] [--kubeconfig PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "operator"))
+from kubernetes import client, config, watch  # noqa: E402
+from tests.e2e.conftest import _free_port, operator_identity_kubeconfig  # noqa: E402
+from tests.e2e.support import Cluster, wait_for  # noqa: E402
+
+from minimax_operator import builders  # noqa: E402
+from minimax_operator.api import GROUP, PLURAL, VERSION, MiniMaxDeploymentSpec  # noqa: E402
+from minimax_operator.resolve import resolve  # noqa: E402
+
+SPEC: dict[str, Any] = {
+    "repo": "bench-org/tiny",
+    "servedModelName": "tiny",
+    "tensorParallelSize": 1,
+    "storage": {"size": "1Gi"},
+    "vllm": {"image": "vllm/vllm-openai:v0.20.0"},
+    "chatos": {"enabled": False},
+}
+SA = {"kind": "ServiceAccount", "serviceAccount": {"name": "minimax-operator", "namespace": "minimax-system"}}
+READ_VERBS = ["get", "list", "watch"]
+
+
+def flow_schemas() -> list[dict[str, Any]]:
+    """FlowSchemas that count the operator's requests apart (matched before the built-in ones)."""
+
+    def schema(name: str, precedence: int, verbs: list[str], resources: list[str]) -> dict[str, Any]:
+        rule: dict[str, Any] = {
+            "subjects": [SA],
+            "resourceRules": [
+                {"verbs": verbs, "apiGroups": ["*"], "resources": resources, "namespaces": ["*"], "clusterScope": True}
+            ],
+        }
+        if resources == ["*"]:
+            rule["nonResourceRules"] = [{"verbs": verbs, "nonResourceURLs": ["*"]}]
+        return {
+            "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
+            "kind": "FlowSchema",
+            "metadata": {"name": name},
+            "spec": {
+                "priorityLevelConfiguration": {"name": "workload-low"},
+                "matchingPrecedence": precedence,
+                "rules": [rule],
+            },
+        }
+
+    return [
+        schema("bench-operator-lease", 900, ["*"], ["leases"]),
+        schema("bench-operator-reads", 901, READ_VERBS, ["*"]),
+        schema("bench-operator-writes", 902, ["*"], ["*"]),
+    ]
+
+
+def dispatched(cluster: Cluster) -> dict[str, float]:
+    """Requests the API server dispatched per bench FlowSchema so far."""
+    out: dict[str, float] = {}
+    for line in cluster.kubectl("get", "--raw", "/metrics").splitlines():
+        if line.startswith("apiserver_flowcontrol_dispatched_requests_total{") and "bench-operator-" in line:
+            schema = line.split('flow_schema="', 1)[1].split('"', 1)[0]
+            out[schema] = out.get(schema, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def nodes(prefix: str, gpu: int, cpu: int) -> list[dict[str, Any]]:
+    base = list(yaml.safe_load_all((ROOT / "hack" / "kwok" / "nodes.yaml").read_text()))
+    gpu_node = next(n for n in base if "nvidia.com/gpu" in n["status"]["capacity"])
+    cpu_node = next(n for n in base if "nvidia.com/gpu" not in n["status"]["capacity"])
+    out = []
+    for kind, template, count in (("gpu", gpu_node, gpu), ("cpu", cpu_node, cpu)):
+        for i in range(count):
+            node = json.loads(json.dumps(template))
+            node["metadata"]["name"] = node["metadata"]["labels"]["kubernetes.io/hostname"] = f"{prefix}-{kind}-{i}"
+            if kind == "cpu":
+                node["status"]["capacity"]["pods"] = "1000"  # download pods of many models at once
+            out.append(node)
+    return out
+
+
+def apply(cluster: Cluster, docs: list[dict[str, Any]], *args: str) -> None:
+    """kubectl apply in batches, as JSON (a hex hash such as 12e45 must stay a string, which YAML 1.1 breaks)."""
+    for i in range(0, len(docs), 500):
+        batch = {"apiVersion": "v1", "kind": "List", "items": docs[i : i + 500]}
+        cluster.kubectl("apply", "--server-side", *args, "-f", "-", stdin=json.dumps(batch))
+
+
+def count(cluster: Cluster, ns: str, what: str, done: Any) -> int:
+    items = json.loads(cluster.kubectl("get", what, "-n", ns, "-o", "json"))["items"]
+    return sum(1 for o in items if done(o.get("status") or {}))
+
+
+def job_done(s: dict[str, Any]) -> bool:
+    return any(c["type"] == "Complete" and c["status"] == "True" for c in s.get("conditions") or [])
+
+
+def floor(cluster: Cluster, n: int) -> float:
+    """Seconds the cluster itself needs for the children of n resources applied directly."""
+    ns = f"bench-floor-{secrets.token_hex(2)}"
+    cluster.kubectl("create", "namespace", ns)
+    objs = []
+    for i in range(n):
+        r = resolve(f"m{i}", ns, MiniMaxDeploymentSpec.model_validate(SPEC), {})
+        objs.append(builders.render_all(r, None, builders.OperatorSettings()))
+    t0 = time.monotonic()
+    apply(cluster, [o for set_ in objs for o in set_[:2]])  # PVC and Job
+    wait_for(lambda: count(cluster, ns, "jobs", job_done) == n, 3600, what="floor Jobs complete", interval=1)
+    apply(cluster, [o for set_ in objs for o in set_[2:]])  # Deployment and Service
+    wait_for(
+        lambda: count(cluster, ns, "deployments", lambda s: s.get("availableReplicas") == 1) == n,
+        3600,
+        what="floor Deployments available",
+        interval=1,
+    )
+    return time.monotonic() - t0
+
+
+class Recorder(threading.Thread):
+    """Watches the resources; records when each was created, first had a status, and became Ready."""
+
+    def __init__(self, kubeconfig: str, ns: str):
+        super().__init__(daemon=True)
+        self.api = client.CustomObjectsApi(config.new_client_from_config(kubeconfig))
+        self.ns = ns
+        self.created: dict[str, float] = {}
+        self.first_status: dict[str, float] = {}
+        self.ready: dict[str, float] = {}
+        self.started = threading.Event()
+
+    def run(self) -> None:
+        try:
+            self._watch()
+        except Exception:  # the cluster went away at the end of a run
+            return
+
+    def _watch(self) -> None:
+        rv = None
+        while True:
+            w = watch.Watch()
+            kwargs: dict[str, Any] = {"timeout_seconds": 300}
+            if rv:
+                kwargs["resource_version"] = rv
+            self.started.set()
+            for ev in w.stream(self.api.list_namespaced_custom_object, GROUP, VERSION, self.ns, PLURAL, **kwargs):
+                now = time.monotonic()
+                obj = ev["object"]
+                rv = obj["metadata"]["resourceVersion"]
+                name = obj["metadata"]["name"]
+                self.created.setdefault(name, now)
+                status = obj.get("status") or {}
+                if status:
+                    self.first_status.setdefault(name, now)
+                if status.get("phase") == "Ready":
+                    self.ready.setdefault(name, now)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def measure(kubeconfig: str, n: int, idle_seconds: float, extra_args: list[str], work: Path) -> dict[str, Any]:
+    cluster = Cluster(kubeconfig, audit_log=None)
+    cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
+    cluster.kubectl("wait", "--for=condition=Established", "crd/minimaxdeployments.minimax.chatos.io")
+    tag = secrets.token_hex(2)
+    apply(cluster, nodes(f"bench-{tag}", gpu=2 * math.ceil(n / 8) + 2, cpu=math.ceil(n / 250) + 1))
+    cluster.kubectl("wait", "--for=condition=Ready", "node", "--all", "--timeout=300s")
+    apply(cluster, flow_schemas())
+
+    t_floor = floor(cluster, n)
+    print(f"n={n}: floor {t_floor:.1f} s", flush=True)
+
+    ns = f"bench-op-{tag}"
+    cluster.kubectl("create", "namespace", ns)
+    op_kubeconfig = operator_identity_kubeconfig(cluster, work / "kubeconfig")
+    metrics, health = _free_port(), _free_port()
+    args = [sys.executable, "-m", "minimax_operator", "run", "--kubeconfig", str(op_kubeconfig)]
+    args += ["--namespace", ns, "--leader-election-namespace", "minimax-system", "--leader-election-id", f"bench-{tag}"]
+    args += ["--metrics-port", str(metrics), "--health-port", str(health), "--log-format", "plain", *extra_args]
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    env["PYTHONPATH"] = str(ROOT / "operator")
+    with (work / f"operator-{n}.log").open("ab") as log:
+        op = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_for(lambda: b"minimax_operator_leader 1.0" in _get(f"http://127.0.0.1:{metrics}/metrics"), 60, "leading")
+        rec = Recorder(kubeconfig, ns)
+        rec.start()
+        rec.started.wait(10)
+        docs = [
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "MiniMaxDeployment",
+                "metadata": {"name": f"m{i}"},
+                "spec": SPEC,
+            }
+            for i in range(n)
+        ]
+        t0 = time.monotonic()
+        apply(cluster, docs, "-n", ns)
+        wait_for(lambda: len(rec.ready) == n, 3600, what="all Ready", interval=1)
+        t_ready = max(rec.ready.values()) - t0
+        first = [rec.first_status[k] - rec.created[k] for k in rec.created if k in rec.first_status]
+        print(f"n={n}: all Ready after {t_ready:.1f} s", flush=True)
+
+        time.sleep(30)  # let the last writes and watch events settle
+        before, cpu0, w0 = dispatched(cluster), cpu_seconds(op.pid), time.monotonic()
+        time.sleep(idle_seconds)
+        after, cpu1, w1 = dispatched(cluster), cpu_seconds(op.pid), time.monotonic()
+        minutes = (w1 - w0) / 60
+
+        def rate(schema: str) -> float:
+            return (after.get(schema, 0.0) - before.get(schema, 0.0)) / minutes
+
+        return {
+            "n": n,
+            "ratio_to_floor": round(t_ready / t_floor, 2),
+            "first_status_p50_s": round(statistics.median(first), 2),
+            "first_status_p99_s": round(percentile(first, 0.99), 2),
+            "idle_reads_per_min": round(rate("bench-operator-reads"), 1),
+            "idle_writes_per_min": round(rate("bench-operator-writes"), 1),
+            "rss_mib": round(rss_mib(op.pid)),
+            "idle_cpu_pct": round(100 * (cpu1 - cpu0) / (w1 - w0), 1),
+            "floor_s": round(t_floor, 1),
+            "all_ready_s": round(t_ready, 1),
+            "lease_per_min": round(rate("bench-operator-lease"), 1),
+        }
+    finally:
+        op.terminate()
+        try:
+            op.wait(20)
+        except subprocess.TimeoutExpired:
+            op.kill()
+
+
+def _get(url: str) -> bytes:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return bytes(r.read())
+    except OSError:
+        return b""
+
+
+MAIN_KEYS = (
+    "n",
+    "ratio_to_floor",
+    "first_status_p50_s",
+    "first_status_p99_s",
+    "idle_reads_per_min",
+    "idle_writes_per_min",
+    "rss_mib",
+    "idle_cpu_pct",
+)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, action="append", help="resources per run (repeat; default 1000)")
+    p.add_argument("--idle-seconds", type=float, default=180)
+    p.add_argument("--kubeconfig", help="use this cluster (its Service range must hold 2N Services)")
+    p.add_argument("--operator-arg", action="append", default=[], help="extra argument to `minimax-operator run`")
+    args = p.parse_args()
+    results = []
+    for n in sorted(args.n or [1000]):
+        work = Path(tempfile.mkdtemp(prefix=f"scale-{n}-"))
+        name = f"bench-scale-{secrets.token_hex(3)}"
+        env = {**os.environ, "PYTHON": sys.executable, "SERVICE_CIDR": "10.96.0.0/16"}
+        if args.kubeconfig:
+            kubeconfig = args.kubeconfig
+        else:
+            out = subprocess.run(
+                [str(ROOT / "hack" / "cluster.sh"), "up", name], check=True, capture_output=True, text=True, env=env
+            )
+            kubeconfig = out.stdout.strip().splitlines()[-1]
+        try:
+            res = measure(kubeconfig, n, args.idle_seconds, args.operator_arg, work)
+        finally:
+            if not args.kubeconfig:
+                subprocess.run([str(ROOT / "hack" / "cluster.sh"), "down", name], check=False, env=env)
+        print(json.dumps(res), flush=True)
+        results.append(res)
+    for res in results:
+        print(" ".join(f"{k}={res[k]}" for k in MAIN_KEYS), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,320 @@
+"""Watch caches: the objects the operator reads, listed once and kept current by watches.
+
+Why informers of our own rather than kopf's indexes: kopf watches every object of a
+kind in the watched namespaces (its label filters are applied on the client) and
+calls a handler per event per object. These caches ask the API server for the
+operator's own labels only, keep only what a reconcile reads (no managedFields, no
+pod specs), and turn an event into the key of the resource it belongs to, which the
+work queue de-duplicates. The kubernetes Python client has no informer to reuse.
+
+Each Informer is one list+watch stream on a background thread (per namespace when
+the operator watches named namespaces, which a Role per namespace allows; cluster-wide
+with a namespace filter otherwise). A watch that ends is resumed from the last
+resourceVersion (bookmarks keep it fresh); a 410 Gone lists again.
+"""
+
+from __future__ import annotations
+
+import builtins
+import fnmatch
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+
+log = logging.getLogger(__name__)
+Obj = dict[str, Any]
+Key = tuple[str, str]
+#: The label the cache indexes by: every child of a resource carries its instance name.
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+
+
+def _rv(obj: Obj) -> int | None:
+    value = obj.get("metadata", {}).get("resourceVersion", "")
+    return int(value) if isinstance(value, str) and value.isdigit() else None
+
+
+def strip(obj: Obj) -> Obj:
+    """Drop what no reconcile reads: managedFields and kubectl's last-applied copy."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+        annotations = meta.get("annotations")
+        if annotations:
+            annotations.pop("kubectl.kubernetes.io/last-applied-configuration", None)
+    return obj
+
+
+def strip_pod(obj: Obj) -> Obj:
+    """Pods: status and metadata are all a reconcile reads (phase, container states, messages)."""
+    strip(obj)
+    return {k: obj[k] for k in ("apiVersion", "kind", "metadata", "status") if k in obj}
+
+
+class Store:
+    """Objects of one kind by (namespace, name), with an index by instance label. Thread-safe.
+
+    Objects handed out are shared: callers must not mutate them (copy first).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._objs: dict[Key, Obj] = {}
+        self._by_instance: dict[Key, set[str]] = {}
+
+    def get(self, namespace: str, name: str) -> Obj | None:
+        with self._lock:
+            return self._objs.get((namespace, name))
+
+    def list(self, namespace: str | None, selector: dict[str, str] | None = None) -> list[Obj]:
+        selector = selector or {}
+        with self._lock:
+            instance = selector.get(INSTANCE_LABEL)
+            if instance is not None and namespace is not None:
+                names = self._by_instance.get((namespace, instance), set())
+                candidates: Iterable[Obj] = [self._objs[(namespace, n)] for n in names]
+            else:
+                candidates = [o for (ns, _), o in self._objs.items() if namespace is None or ns == namespace]
+            return [o for o in candidates if _matches(o, selector)]
+
+    def all_keys(self) -> builtins.list[Key]:
+        with self._lock:
+            return list(self._objs)
+
+    def put(self, obj: Obj) -> bool:
+        """Store `obj` unless the store holds a newer version of it (our own write arrived first)."""
+        meta = obj["metadata"]
+        key = (meta.get("namespace", ""), meta["name"])
+        with self._lock:
+            have = self._objs.get(key)
+            if have is not None and have["metadata"].get("uid") == meta.get("uid"):
+                old_rv, new_rv = _rv(have), _rv(obj)
+                if old_rv is not None and new_rv is not None and new_rv < old_rv:
+                    return False
+            self._unindex(key, have)
+            self._objs[key] = obj
+            instance = (meta.get("labels") or {}).get(INSTANCE_LABEL)
+            if instance:
+                self._by_instance.setdefault((key[0], instance), set()).add(key[1])
+            return True
+
+    def remove(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self._unindex((namespace, name), self._objs.pop((namespace, name), None))
+
+    def replace(self, objs: Iterable[Obj]) -> builtins.list[Obj]:
+        """Replace the whole content (after a list); returns the objects that are gone."""
+        new = {(o["metadata"].get("namespace", ""), o["metadata"]["name"]): o for o in objs}
+        with self._lock:
+            gone = [o for k, o in self._objs.items() if k not in new]
+            self._objs = {}
+            self._by_instance = {}
+        for o in new.values():
+            self.put(o)
+        return gone
+
+    def _unindex(self, key: Key, obj: Obj | None) -> None:
+        if obj is None:
+            return
+        instance = (obj["metadata"].get("labels") or {}).get(INSTANCE_LABEL)
+        if instance:
+            names = self._by_instance.get((key[0], instance))
+            if names is not None:
+                names.discard(key[1])
+                if not names:
+                    del self._by_instance[(key[0], instance)]
+
+
+def _matches(obj: Obj, selector: dict[str, str]) -> bool:
+    labels = obj["metadata"].get("labels") or {}
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+class _Gone(Exception):
+    """The watch's resourceVersion is too old (410): list again."""
+
+
+class Informer:
+    """One list+watch stream of one kind into a Store, calling `on_event(obj)` on every change."""
+
+    def __init__(
+        self,
+        client: ApiClient,
+        kind: tuple[str, str],
+        path: str,
+        store: Store,
+        on_event: Callable[[Obj], None],
+        label_selector: str = "",
+        field_selector: str = "",
+        namespace_filter: Callable[[str], bool] | None = None,
+        transform: Callable[[Obj], Obj] = strip,
+        timeout_seconds: int = 300,
+    ):
+        self.client = client
+        self.api_version, self.kind = kind
+        self.path = path
+        self.store = store
+        self.on_event = on_event
+        self.label_selector = label_selector
+        self.field_selector = field_selector
+        self.namespace_filter = namespace_filter
+        self.transform = transform
+        self.timeout_seconds = timeout_seconds
+        self.synced = threading.Event()
+        self._stop = threading.Event()
+        self._resp: Any = None
+        self._thread = threading.Thread(target=self._run, name=f"informer {path}", daemon=True)
+        #: Requests this informer made (lists and watches), for the tests' and benchmark's accounting.
+        self.requests = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        resp = self._resp
+        if resp is not None:
+            try:
+                resp.response.shutdown()  # unblocks a read in progress (urllib3 2.3+)
+            except Exception:  # older urllib3: closing is enough
+                resp.response.release_conn()
+
+    def _query(self) -> list[tuple[str, str]]:
+        q = []
+        if self.label_selector:
+            q.append(("labelSelector", self.label_selector))
+        if self.field_selector:
+            q.append(("fieldSelector", self.field_selector))
+        return q
+
+    def _request(self, query: list[tuple[str, str]], timeout: tuple[float, float]) -> Any:
+        method, url, headers, _, _ = self.client.param_serialize(
+            method="GET",
+            resource_path=self.path,
+            query_params=query,
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        self.requests += 1
+        resp = self.client.call_api(method, url, header_params=headers, _request_timeout=timeout)
+        if resp.status == 410:
+            resp.read()  # type: ignore[no-untyped-call]
+            raise _Gone()
+        if not 200 <= resp.status < 300:
+            resp.read()  # type: ignore[no-untyped-call]
+            raise ApiException(http_resp=resp)
+        return resp
+
+    def _keep(self, obj: Obj) -> bool:
+        ns = obj.get("metadata", {}).get("namespace", "")
+        return self.namespace_filter is None or self.namespace_filter(ns)
+
+    def _list(self) -> str:
+        items: list[Obj] = []
+        cont = ""
+        while True:
+            q = [*self._query(), ("limit", "500")] + ([("continue", cont)] if cont else [])
+            resp = self._request(q, (10, 60))
+            page = json.loads(resp.read())
+            items += [self.transform(o) for o in page.get("items") or [] if self._keep(o)]
+            cont = page.get("metadata", {}).get("continue") or ""
+            if not cont:
+                rv: str = page["metadata"]["resourceVersion"]
+                break
+        for o in items:  # a list's items carry no kind; writes of them (a ConfigMap's PUT) need it
+            o.setdefault("apiVersion", self.api_version)
+            o.setdefault("kind", self.kind)
+        gone = self.store.replace(items)
+        self.synced.set()
+        for o in [*items, *gone]:
+            self.on_event(o)
+        return rv
+
+    def _watch(self, rv: str) -> str:
+        q = [
+            *self._query(),
+            ("watch", "1"),
+            ("resourceVersion", rv),
+            ("allowWatchBookmarks", "true"),
+            ("timeoutSeconds", str(self.timeout_seconds + random.randint(0, 60))),
+        ]
+        resp = self._request(q, (10, self.timeout_seconds + 90))
+        self._resp = resp
+        try:
+            for line in _lines(resp.response):
+                if self._stop.is_set():
+                    break
+                event = json.loads(line)
+                kind, obj = event.get("type"), event.get("object") or {}
+                if kind == "ERROR":
+                    if obj.get("code") == 410:
+                        raise _Gone()
+                    raise ApiException(status=obj.get("code"), reason=obj.get("message"))
+                rv = obj.get("metadata", {}).get("resourceVersion") or rv
+                if kind == "BOOKMARK" or not self._keep(obj):
+                    continue
+                obj = self.transform(obj)
+                meta = obj["metadata"]
+                if kind == "DELETED":
+                    self.store.remove(meta.get("namespace", ""), meta["name"])
+                else:
+                    self.store.put(obj)
+                self.on_event(obj)
+        finally:
+            self._resp = None
+            resp.response.release_conn()
+        return rv
+
+    def _run(self) -> None:
+        rv = ""
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                if not rv:
+                    rv = self._list()
+                rv = self._watch(rv)
+                failures = 0
+            except _Gone:
+                rv = ""  # too old: list again (the store is replaced, deletions are noticed)
+            except Exception as e:  # a stream must outlive any one failure
+                if self._stop.is_set():
+                    return
+                failures += 1
+                wait = min(30.0, 0.5 * 2**failures)
+                log.warning("watch %s failed (%s); again in %.0f s", self.path, e, wait)
+                self._stop.wait(wait)
+
+
+def _lines(response: Any) -> Iterator[bytes]:
+    """Newline-delimited JSON of a watch, as the bytes arrive."""
+    buf = b""
+    for chunk in response.stream(65536, decode_content=True):
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            if line.strip():
+                yield line
+    if buf.strip():
+        yield buf
+
+
+def namespace_filter(patterns: list[str]) -> Callable[[str], bool] | None:
+    """kopf's --namespace semantics for globs: a namespace matches any pattern; none given: all."""
+    if not patterns:
+        return None
+    return lambda ns: any(fnmatch.fnmatchcase(ns, p) for p in patterns)
+
+
+def has_glob(patterns: list[str]) -> bool:
+    return any(set(p) & set("*?[") for p in patterns)
+
+
+def wait_synced(informers: Iterable[Informer], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    return all(i.synced.wait(max(0.0, deadline - time.monotonic())) for i in informers)

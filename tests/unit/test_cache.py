@@ -1,0 +1,83 @@
+"""The watch cache's store: newest version wins, label index, what is kept of an object."""
+
+from __future__ import annotations
+
+import io
+
+from minimax_operator.cache import INSTANCE_LABEL, Store, _lines, namespace_filter, strip, strip_pod
+
+
+def obj(name: str, rv: str, uid: str = "u1", ns: str = "team", **labels: str) -> dict:
+    meta = {"name": name, "namespace": ns, "uid": uid, "resourceVersion": rv, "labels": labels}
+    return {"kind": "Pod", "metadata": meta}
+
+
+def test_an_older_version_never_replaces_a_newer_one() -> None:
+    s = Store()
+    assert s.put(obj("a", "10"))
+    assert not s.put(obj("a", "9"))  # a watch event older than our own write's result
+    assert s.get("team", "a")["metadata"]["resourceVersion"] == "10"
+    assert s.put(obj("a", "3", uid="u2"))  # another object of that name (deleted, created again)
+    assert s.get("team", "a")["metadata"]["uid"] == "u2"
+
+
+def test_list_by_instance_label_uses_the_index_and_matches_the_selector() -> None:
+    s = Store()
+    s.put(obj("a-0", "1", **{INSTANCE_LABEL: "a", "component": "server"}))
+    s.put(obj("a-dl", "2", **{INSTANCE_LABEL: "a", "component": "download"}))
+    s.put(obj("b-0", "3", **{INSTANCE_LABEL: "b", "component": "server"}))
+    s.put(obj("a-other-ns", "4", ns="elsewhere", **{INSTANCE_LABEL: "a", "component": "server"}))
+    names = [o["metadata"]["name"] for o in s.list("team", {INSTANCE_LABEL: "a", "component": "server"})]
+    assert names == ["a-0"]
+    # Relabelled: the index follows.
+    s.put(obj("a-0", "5", **{INSTANCE_LABEL: "b", "component": "server"}))
+    assert [o["metadata"]["name"] for o in s.list("team", {INSTANCE_LABEL: "a"})] == ["a-dl"]
+    assert sorted(o["metadata"]["name"] for o in s.list("team", {"component": "server"})) == ["a-0", "b-0"]
+    s.remove("team", "a-dl")
+    assert s.list("team", {INSTANCE_LABEL: "a"}) == []
+
+
+def test_replace_reports_what_is_gone() -> None:
+    s = Store()
+    s.put(obj("a", "1"))
+    s.put(obj("b", "2"))
+    gone = s.replace([obj("b", "3"), obj("c", "4")])
+    assert [o["metadata"]["name"] for o in gone] == ["a"]
+    assert sorted(k[1] for k in s.all_keys()) == ["b", "c"]
+
+
+def test_what_is_kept_of_objects() -> None:
+    o = obj("p", "1")
+    o["metadata"]["managedFields"] = [{"manager": "x"}]
+    o["metadata"]["annotations"] = {"kubectl.kubernetes.io/last-applied-configuration": "{}", "keep": "me"}
+    o["spec"] = {"containers": [{"name": "big"}]}
+    o["status"] = {"phase": "Running"}
+    kept = strip_pod(o)
+    assert kept == {
+        "kind": "Pod",
+        "metadata": {
+            "name": "p",
+            "namespace": "team",
+            "uid": "u1",
+            "resourceVersion": "1",
+            "labels": {},
+            "annotations": {"keep": "me"},
+        },
+        "status": {"phase": "Running"},
+    }
+    d = {"kind": "Deployment", "metadata": {"name": "d", "managedFields": []}, "spec": {"replicas": 1}}
+    assert strip(d) == {"kind": "Deployment", "metadata": {"name": "d"}, "spec": {"replicas": 1}}
+
+
+def test_watch_lines_split_across_chunks() -> None:
+    class Resp:
+        def stream(self, amt: int, decode_content: bool) -> io.BytesIO:
+            return iter([b'{"type":"ADDED"', b'}\n{"type":', b'"DELETED"}\n\n', b'{"type":"BOOKMARK"}'])  # type: ignore[return-value]
+
+    assert list(_lines(Resp())) == [b'{"type":"ADDED"}', b'{"type":"DELETED"}', b'{"type":"BOOKMARK"}']
+
+
+def test_namespace_globs() -> None:
+    f = namespace_filter(["team-*", "prod"])
+    assert f is not None and f("team-a") and f("prod") and not f("production") and not f("kube-system")
+    assert namespace_filter([]) is None
