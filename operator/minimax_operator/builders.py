@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,10 @@ COMPONENT_SERVER = "server"
 COMPONENT_DOWNLOAD = "weights-download"
 SERVER_PORT = 8000
 SERVER_HOME = "/home/vllm"
+#: Where the server's compile and kernel caches live (torch.compile, Triton, DeepGEMM, FlashInfer).
+SERVER_CACHE = "/var/cache/minimax"
+#: Their folder on the weights claim, one per vLLM image: a restart reuses them, a new vLLM starts afresh.
+CACHE_FOLDER = ".server-cache"
 
 Obj = dict[str, Any]
 
@@ -112,6 +117,13 @@ def pvc(r: Resolved, owner: Owner | None) -> Obj | None:
     return stamp({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta, "spec": spec})
 
 
+def server_cache_subpath(r: Resolved) -> str | None:
+    """The server's cache folder on the claim, or None where the claim cannot be written (ReadOnlyMany)."""
+    if r.claim_access_mode == "ReadOnlyMany":
+        return None
+    return f"{CACHE_FOLDER}/{re.sub(r'[^A-Za-z0-9._-]+', '_', r.image)[:200]}"
+
+
 def download_job_name(r: Resolved, attempt: int) -> str:
     base = f"{r.name[:40]}-weights-{r.weights_key[:8]}"
     return base if attempt == 0 else f"{base}-r{attempt}"
@@ -136,6 +148,9 @@ def download_job(
     """
     d = r.spec.download
     args = ["download", "--repo", r.repo, "--dest", r.model_dir, "--claim-mount", MODELS_MOUNT]
+    cache = server_cache_subpath(r)
+    if cache:
+        args += ["--server-cache", f"{MODELS_MOUNT}/{cache}"]
     if r.revision:
         args += ["--revision", r.revision]
     for pattern in d.allowPatterns:
@@ -252,7 +267,14 @@ def deployment(r: Resolved, owner: Owner | None, replicas: int | None = None) ->
     ]
     if v.podSecurity == "restricted":
         env.append({"name": "HOME", "value": SERVER_HOME})  # before the user's env, which may override it
+    # Compile and kernel caches (minutes of DeepGEMM and torch.compile warm-up) outlive the pod.
+    env += [
+        {"name": "XDG_CACHE_HOME", "value": SERVER_CACHE},  # vLLM's cache root: torch.compile, DeepGEMM
+        {"name": "TRITON_CACHE_DIR", "value": f"{SERVER_CACHE}/triton"},
+        {"name": "FLASHINFER_WORKSPACE_BASE", "value": SERVER_CACHE},
+    ]
     env += [e.model_dump(exclude_none=True) for e in v.env]
+    cache = server_cache_subpath(r)
     period = 10
     http = {"path": "/health", "port": "http"}
     container: Obj = {
@@ -265,6 +287,11 @@ def deployment(r: Resolved, owner: Owner | None, replicas: int | None = None) ->
         "resources": resources,
         "volumeMounts": [
             {"name": "weights", "mountPath": MODELS_MOUNT, "readOnly": True},
+            (
+                {"name": "weights", "mountPath": SERVER_CACHE, "subPath": cache}
+                if cache
+                else {"name": "server-cache", "mountPath": SERVER_CACHE}
+            ),
             {"name": "dshm", "mountPath": "/dev/shm"},
         ],
         # Loading 200-900 GB takes long; the startup probe must not kill a loading server.
@@ -286,10 +313,13 @@ def deployment(r: Resolved, owner: Owner | None, replicas: int | None = None) ->
         "tolerations": server_tolerations(r),
         "terminationGracePeriodSeconds": 60,
         "volumes": [
-            {"name": "weights", "persistentVolumeClaim": {"claimName": r.claim_name, "readOnly": True}},
+            # Writable only through the cache's subPath mount; the weights' mount is read-only.
+            {"name": "weights", "persistentVolumeClaim": {"claimName": r.claim_name, "readOnly": cache is None}},
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": v.shmSize}},
         ],
     }
+    if cache is None:
+        pod_spec["volumes"].append({"name": "server-cache", "emptyDir": {}})
     if v.podSecurity == "restricted":
         pod_spec["securityContext"] = {
             "runAsNonRoot": True,

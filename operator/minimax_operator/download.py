@@ -18,6 +18,7 @@ result or a failure reason goes to /dev/termination-log as one JSON line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fnmatch
 import hashlib
 import http.client
@@ -66,6 +67,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-workers", type=int, default=8, help="files fetched in parallel")
     p.add_argument("--progress-interval", type=float, default=10.0, help="seconds between progress lines")
     p.add_argument("--stall-seconds", type=float, default=600.0, help="give up (and let the Job retry) after this")
+    p.add_argument(
+        "--server-cache",
+        default=None,
+        help="folder on the claim for the server's compile and kernel caches: created writable for any user",
+    )
 
 
 def _selected(files: list[RemoteFile], patterns: list[str]) -> list[RemoteFile]:
@@ -399,8 +405,25 @@ def _terminate(payload: dict[str, Any]) -> None:
         pass  # not in a pod
 
 
+def prepare_server_cache(path: str | None) -> None:
+    """The server's cache folder, writable by whichever user the server runs as.
+
+    Why here: a folder the kubelet creates for a subPath mount belongs to root, so a
+    non-root server (Pod Security "restricted") could not write its caches, and storage
+    without fsGroup support (NFS) would not fix the group either. The download pod writes
+    the claim anyway; it leaves the folder world-writable (sticky, like /tmp).
+    """
+    if not path:
+        return
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(PermissionError):  # made by someone else before: leave it as it is
+        folder.chmod(0o1777)
+
+
 def main(args: argparse.Namespace) -> int:
     try:
+        prepare_server_cache(getattr(args, "server_cache", None))
         result = run(args)
     except DownloadError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -18,9 +18,12 @@ from kubernetes.utils import parse_quantity
 #: Maps the API declares atomic (`+mapType=atomic`: Service and pod selectors, nodeSelector):
 #: whoever applies them owns the whole map, so a key someone added is drift too.
 ATOMIC_MAPS = frozenset({"selector", "nodeSelector", "matchLabels"})
+#: Merge keys of lists whose items are not keyed by `name` (the API's `patchMergeKey`): one
+#: volume may be mounted twice (the weights read-only, the server's cache through a subPath).
+MERGE_KEYS = {"volumeMounts": "mountPath", "ports": "containerPort", "volumeDevices": "devicePath"}
 
 
-def covers(live: Any, want: Any) -> bool:
+def covers(live: Any, want: Any, merge_key: str = "name") -> bool:
     """True when `live` carries every field of `want` with an equal value."""
     if isinstance(want, dict):
         if not isinstance(live, dict):
@@ -29,10 +32,10 @@ def covers(live: Any, want: Any) -> bool:
     if isinstance(want, list):
         if not isinstance(live, list):
             return False
-        if want and all(isinstance(w, dict) and "name" in w for w in want):
-            # A list merged by name (containers, env, volumes, ports): ours must be there; others may be too.
-            by_name = {item.get("name"): item for item in live if isinstance(item, dict)}
-            return all(w["name"] in by_name and covers(by_name[w["name"]], w) for w in want)
+        if want and all(isinstance(w, dict) and merge_key in w for w in want):
+            # A list merged by key (containers, env, volumes by name): ours must be there; others may be too.
+            by_key = {item.get(merge_key): item for item in live if isinstance(item, dict)}
+            return all(w[merge_key] in by_key and covers(by_key[w[merge_key]], w) for w in want)
         return len(live) == len(want) and all(covers(lv, w) for lv, w in zip(live, want, strict=True))
     return _same_scalar(live, want)
 
@@ -40,7 +43,7 @@ def covers(live: Any, want: Any) -> bool:
 def _covers_field(key: str, live: Any, want: Any) -> bool:
     if key in ATOMIC_MAPS and isinstance(want, dict):
         return covers(live, want) and isinstance(live, dict) and live.keys() == want.keys()
-    return covers(live, want)
+    return covers(live, want, MERGE_KEYS.get(key, "name"))
 
 
 def _same_scalar(live: Any, want: Any) -> bool:

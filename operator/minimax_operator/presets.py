@@ -42,9 +42,14 @@ _M2_FLAGS = (
     "--enable-auto-tool-choice",
     "--tool-call-parser",
     "minimax_m2",
+    # Thinking in `reasoning`, the answer in `content`, the same streamed or not. With the
+    # minimax_m2 tool parser, vLLM >= 0.19 streams through its unified minimax_m2 parser and
+    # ignores minimax_m2_append_think, so that flag made streaming and non-streaming disagree
+    # (hack/gpu-check showed it; docs/chatos.md says which fields ChatOS reads).
     "--reasoning-parser",
-    "minimax_m2_append_think",
+    "minimax_m2",
 )
+_M2_IMAGE = "vllm/vllm-openai:v0.20.2"
 _M1_FLAGS = ("--trust-remote-code", "--quantization", "experts_int8", "--dtype", "bfloat16")
 _M3_FLAGS = (
     "--trust-remote-code",
@@ -118,10 +123,12 @@ PRESETS: dict[str, Preset] = {
     for p in (
         _m1("MiniMax-M1-40k", 40960),
         _m1("MiniMax-M1-80k", 81920),
-        _m2("MiniMax-M2", "vllm/vllm-openai:v0.11.2", ">=0.11.0"),
-        _m2("MiniMax-M2.1", "vllm/vllm-openai:v0.11.2", ">=0.11.0"),
-        _m2("MiniMax-M2.5", "vllm/vllm-openai:v0.20.0", ">=0.20"),
-        _m2("MiniMax-M2.7", "vllm/vllm-openai:v0.20.0", ">=0.20"),
+        # One vLLM for the family: v0.20.2 has the fix of garbled M2 output (Dec 2025) that v0.11.2
+        # lacks, is what vLLM's recipe asks for M2.5, and is what hack/gpu-check ran.
+        _m2("MiniMax-M2", _M2_IMAGE, ">=0.20.2"),
+        _m2("MiniMax-M2.1", _M2_IMAGE, ">=0.20.2"),
+        _m2("MiniMax-M2.5", _M2_IMAGE, ">=0.20.2"),
+        _m2("MiniMax-M2.7", _M2_IMAGE, ">=0.20.2"),
         _m3("MiniMax-M3", disk_gb=860, startup=7200, note="BF16 vision-language checkpoint, 427B total / 26B active"),
         _m3("MiniMax-M3-MXFP8", disk_gb=450, startup=5400, note="MXFP8 checkpoint (size unverified)"),
     )

@@ -42,7 +42,7 @@ def test_server_command_flags_and_user_args_last() -> None:
         "--host",
         "0.0.0.0",
     ]
-    assert args[args.index("--reasoning-parser") + 1] == "minimax_m2_append_think"
+    assert args[args.index("--reasoning-parser") + 1] == "minimax_m2"  # same fields streamed or not
     assert args[args.index("--max-model-len") + 1] == "65536"
     assert args[-1] == "--enable-prefix-caching"
     assert "--quantization" not in args  # M2.x ships FP8 already
@@ -62,12 +62,49 @@ def test_probes_let_a_huge_checkpoint_load() -> None:
 
 def test_weights_mounted_read_only_and_shm_in_memory() -> None:
     dep = builders.deployment(r(), OWNER)
-    mounts = {m["name"]: m for m in container(dep)["volumeMounts"]}
-    assert mounts["weights"]["readOnly"] is True
-    assert mounts["dshm"]["mountPath"] == "/dev/shm"
+    mounts = {m["mountPath"]: m for m in container(dep)["volumeMounts"]}
+    assert mounts["/models"] == {"name": "weights", "mountPath": "/models", "readOnly": True}
+    assert mounts["/dev/shm"]["name"] == "dshm"
     vols = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
     assert vols["dshm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "16Gi"}
-    assert vols["weights"]["persistentVolumeClaim"] == {"claimName": "m25-weights", "readOnly": True}
+    # Writable only through the server cache's subPath (below); the weights' mount is read-only.
+    assert vols["weights"]["persistentVolumeClaim"] == {"claimName": "m25-weights", "readOnly": False}
+
+
+def test_server_caches_survive_restarts_on_the_claim_per_vllm_image() -> None:
+    dep = builders.deployment(r(), OWNER)
+    c = container(dep)
+    cache = next(m for m in c["volumeMounts"] if m["mountPath"] == builders.SERVER_CACHE)
+    assert cache == {
+        "name": "weights",
+        "mountPath": "/var/cache/minimax",
+        "subPath": ".server-cache/vllm_vllm-openai_v0.20.2",
+    }
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["XDG_CACHE_HOME"] == "/var/cache/minimax"  # vLLM's cache root: torch.compile and DeepGEMM
+    assert env["TRITON_CACHE_DIR"] == "/var/cache/minimax/triton"
+    # The download pod creates the folder writable for the server's user (a kubelet-made one is root's).
+    args = builders.download_job(r(), OWNER, builders.OperatorSettings())["spec"]["template"]["spec"]
+    dl_args = args["containers"][0]["args"]
+    assert dl_args[dl_args.index("--server-cache") + 1] == "/models/.server-cache/vllm_vllm-openai_v0.20.2"
+
+
+def test_a_read_only_claim_gets_its_server_cache_in_an_empty_dir() -> None:
+    import dataclasses
+
+    rox = dataclasses.replace(r(), claim_access_mode="ReadOnlyMany")
+    dep = builders.deployment(rox, OWNER)
+    cache = next(m for m in container(dep)["volumeMounts"] if m["mountPath"] == builders.SERVER_CACHE)
+    assert cache == {"name": "server-cache", "mountPath": "/var/cache/minimax"}
+    vols = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+    assert vols["weights"]["persistentVolumeClaim"]["readOnly"] is True
+    assert vols["server-cache"] == {"name": "server-cache", "emptyDir": {}}
+    assert (
+        "--server-cache"
+        not in builders.download_job(rox, OWNER, builders.OperatorSettings())["spec"]["template"]["spec"]["containers"][
+            0
+        ]["args"]
+    )
 
 
 def test_rollout_never_asks_for_extra_gpus() -> None:

@@ -1,0 +1,233 @@
+"""Start the vLLM server exactly as `minimax-operator render` gives it for a preset, then use it as ChatOS does.
+
+Runs on a GPU machine with vLLM importable (see README.md). The container's command,
+args and env come from the rendered Deployment; the only changes are the ones a single
+test GPU needs (`--tensor-parallel-size 1`, `--max-model-len 4096`). Then, as ChatOS:
+/health from the first second (the port must stay closed, never 503, until ready),
+/v1/models (its id must equal the ChatOS entry's model_id), a chat without and with
+streaming (reasoning and answer must land in the same fields both ways), a request with
+tools, a second turn carrying a tool call and its result, and an unknown model (404).
+Writes one JSON report.
+
+Usage: python3 check.py --preset MiniMax-M2.5 --label bf16-cold --report out.json [--cache DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "operator"))
+
+from minimax_operator import builders  # noqa: E402
+from minimax_operator.api import MiniMaxDeployment  # noqa: E402
+from minimax_operator.resolve import resolve  # noqa: E402
+
+PORT = 8000
+BASE = f"http://127.0.0.1:{PORT}"
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Current weather of a city",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    }
+]
+
+
+def rendered(preset: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The server container of the preset's Deployment, and the ChatOS entry, as the operator renders them."""
+    doc = {"apiVersion": "minimax.chatos.io/v1alpha1", "kind": "MiniMaxDeployment", "metadata": {"name": "check"}}
+    doc["spec"] = {"model": preset}
+    mmd = MiniMaxDeployment.model_validate(doc)
+    r = resolve("check", "default", mmd.spec, {})
+    deployment = builders.deployment(r, None)
+    return deployment["spec"]["template"]["spec"]["containers"][0], builders.chatos_entry(r)
+
+
+def one_gpu(args: list[str]) -> list[str]:
+    out = list(args)
+    for flag, value in (("--tensor-parallel-size", "1"), ("--max-model-len", "4096")):
+        if flag in out:
+            out[out.index(flag) + 1] = value
+        else:
+            out += [flag, value]
+    return out
+
+
+def call(method: str, path: str, body: Any = None, timeout: float = 120) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(BASE + path, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, (e.read() or b"").decode(errors="replace")[:500]
+
+
+def stream(body: dict[str, Any]) -> tuple[int, dict[str, str], list[str]]:
+    """Concatenate a streamed chat's delta fields; also the field names seen."""
+    req = urllib.request.Request(
+        BASE + "/v1/chat/completions",
+        data=json.dumps({**body, "stream": True}).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    fields: dict[str, str] = {}
+    seen: set[str] = set()
+    with urllib.request.urlopen(req, timeout=120) as r:
+        for raw in r:
+            line = raw.decode().strip()
+            if not line.startswith("data:") or line == "data: [DONE]":
+                continue
+            for choice in json.loads(line[5:]).get("choices") or []:
+                delta = choice.get("delta") or {}
+                for k, v in delta.items():
+                    if isinstance(v, str):
+                        fields[k] = fields.get(k, "") + v
+                        seen.add(k)
+                    elif v:
+                        seen.add(k)
+        return r.status, fields, sorted(seen)
+
+
+def wait_health(proc: subprocess.Popen[bytes], timeout: float) -> dict[str, Any]:
+    """Seconds to /health 200, and what the port answered before (refused, or an HTTP status)."""
+    t0 = time.monotonic()
+    answers: dict[str, int] = {}
+    while time.monotonic() - t0 < timeout:
+        if proc.poll() is not None:
+            return {"ready": False, "exited": proc.returncode, "before_ready": answers}
+        try:
+            with urllib.request.urlopen(BASE + "/health", timeout=2) as r:
+                if r.status == 200:
+                    return {"ready": True, "seconds": round(time.monotonic() - t0, 1), "before_ready": answers}
+                answers[str(r.status)] = answers.get(str(r.status), 0) + 1
+        except urllib.error.HTTPError as e:
+            answers[str(e.code)] = answers.get(str(e.code), 0) + 1
+        except OSError:
+            answers["refused"] = answers.get("refused", 0) + 1
+        time.sleep(1)
+    return {"ready": False, "timeout": timeout, "before_ready": answers}
+
+
+def chat_checks(model: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    code, models = call("GET", "/v1/models")
+    out["models"] = {"status": code, "ids": [m["id"] for m in (models or {}).get("data", [])] if code == 200 else []}
+    ask = {
+        "model": model,
+        "messages": [{"role": "user", "content": "Say hello."}],
+        "max_tokens": 48,
+        "temperature": 0,
+    }
+    code, resp = call("POST", "/v1/chat/completions", ask)
+    msg = resp["choices"][0]["message"] if code == 200 else {}
+    plain = {k: v for k, v in msg.items() if isinstance(v, str)}
+    out["chat"] = {"status": code, "fields": plain}
+    s_code, s_fields, seen = stream(ask)
+    out["chat_stream"] = {"status": s_code, "fields": s_fields, "delta_keys": seen}
+    keys = sorted((set(plain) | set(s_fields)) - {"role"})
+    out["stream_matches"] = all(plain.get(k, "") == s_fields.get(k, "") for k in keys)
+    out["stream_diff"] = {k: [plain.get(k, ""), s_fields.get(k, "")] for k in keys if plain.get(k) != s_fields.get(k)}
+
+    with_tools = {**ask, "messages": [{"role": "user", "content": "Weather in Paris?"}], "tools": TOOLS}
+    code, resp = call("POST", "/v1/chat/completions", {**with_tools, "tool_choice": "auto"})
+    choice = resp["choices"][0] if code == 200 else {}
+    out["tools"] = {"status": code, "finish_reason": choice.get("finish_reason"), "message": choice.get("message")}
+    s_code, s_fields, seen = stream({**with_tools, "tool_choice": "auto"})
+    out["tools_stream"] = {"status": s_code, "delta_keys": seen}
+
+    second = {
+        **ask,
+        "tools": TOOLS,
+        "messages": [
+            {"role": "user", "content": "Weather in Paris?"},
+            {
+                "role": "assistant",
+                "content": "",
+                "reasoning_content": "The user wants the weather; call the tool.",
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": json.dumps({"city": "Paris"})},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_1", "content": '{"temperature_c": 18, "sky": "clear"}'},
+        ],
+    }
+    code, resp = call("POST", "/v1/chat/completions", second)
+    out["tool_result_turn"] = {"status": code, "detail": resp if code != 200 else "ok"}
+    code, resp = call("POST", "/v1/chat/completions", {**ask, "model": "no-such-model"})
+    out["unknown_model"] = {"status": code}
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="MiniMax-M2.5")
+    p.add_argument("--label", required=True, help="e.g. bf16-cold")
+    p.add_argument("--report", type=Path, required=True)
+    p.add_argument("--log", type=Path, help="vLLM's log (default: beside the report)")
+    p.add_argument("--timeout", type=float, default=540)
+    p.add_argument("--reasoning-parser", help="replace the preset's (to compare with an earlier choice)")
+    args = p.parse_args()
+
+    container, entry = rendered(args.preset)
+    argv = [*container["command"], *one_gpu(container["args"])]
+    if args.reasoning_parser:
+        argv[argv.index("--reasoning-parser") + 1] = args.reasoning_parser
+    env = {**os.environ, **{e["name"]: e["value"] for e in container.get("env") or [] if "value" in e}}
+    log_path = args.log or args.report.with_suffix(".log")
+    report: dict[str, Any] = {
+        "preset": args.preset,
+        "label": args.label,
+        "image": container["image"],
+        "argv": argv,
+        "env": {e["name"]: e.get("value") for e in container.get("env") or []},
+        "chatos_model_id": entry["model_id"],
+    }
+    t0 = time.monotonic()
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        report["health"] = wait_health(proc, args.timeout)
+        if report["health"].get("ready"):
+            report.update(chat_checks(entry["model_id"]))
+            report["models_id_is_chatos_model_id"] = report["models"]["ids"] == [entry["model_id"]]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        report["wall_seconds"] = round(time.monotonic() - t0, 1)
+        text = log_path.read_text(errors="replace")
+        report["log_warnings"] = [
+            line[-300:] for line in text.splitlines() if ("WARNING" in line or "ERROR" in line) and len(line) < 2000
+        ][-40:]
+        args.report.write_text(json.dumps(report, indent=2))
+    print(json.dumps({k: report.get(k) for k in ("label", "health", "stream_matches", "models_id_is_chatos_model_id")}))
+    return 0 if report["health"].get("ready") else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Here (with network): fetch vLLM and the packages the GPU machine lacks, and cut them into
+# parts small enough to carry (the device tool moves at most 64 MiB per call).
+#
+#   hack/gpu-check/prepare.sh            -> .gpu/part-00 ... (ignored by git)
+#
+# vLLM's wheel loses _vllm_fa2_C.abi3.so (FlashAttention 2, for GPUs before Hopper: 191 MB);
+# device-requirements.txt is `uv pip compile` of vllm==0.20.2 for Python 3.12, x86_64
+# manylinux_2_35, packages no newer than the vLLM release (2026-05-10), minus what the GPU
+# machine's image has (torch, triton, numpy, transformers, tokenizers, huggingface_hub, ...)
+# and minus optional kernels vLLM imports only when used (flashinfer, cutlass-dsl, tilelang).
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+work=${GPU_CHECK_WORK:-$HOME/.cache/minimax-operator/gpu-check}
+vllm=${VLLM_VERSION:-0.20.2}
+mkdir -p "$work/wheels" "$work/deps"
+platforms=()
+for n in 17 24 27 28 31 34 35; do platforms+=(--platform "manylinux_2_${n}_x86_64"); done
+pip_dl() {
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    "${platforms[@]}" --platform manylinux2014_x86_64 --platform any "$@"
+}
+pip_dl -d "$work/wheels" "vllm==$vllm"
+pip_dl -d "$work/deps" -r "$here/device-requirements.txt"
+if [[ ! -f "$work/vllm.tar.xz" ]]; then
+  rm -rf "$work/vllm" && mkdir -p "$work/vllm"
+  (cd "$work/vllm" && unzip -q "$work"/wheels/vllm-"$vllm"-*.whl && rm -f vllm/vllm_flash_attn/_vllm_fa2_C*.so)
+  tar -C "$work/vllm" -cf - . | xz -T0 -6 > "$work/vllm.tar.xz.tmp" && mv "$work/vllm.tar.xz.tmp" "$work/vllm.tar.xz"
+fi
+grep -qx '/.gpu/' "$root/.git/info/exclude" 2>/dev/null || echo '/.gpu/' >> "$root/.git/info/exclude"
+rm -rf "$root/.gpu" && mkdir -p "$root/.gpu"
+tar -C "$work" -cf - vllm.tar.xz deps | split -b 56m -d - "$root/.gpu/part-"
+ls -la "$root/.gpu"

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# On the GPU machine, from the repository root:
+#   hack/gpu-check/run.sh stash            keep the carried .gpu/part-* outside the work tree
+#   hack/gpu-check/run.sh bf16|fp8 [PRESET] install once, then a cold and a warm start of the
+#                                          preset's rendered server on a tiny checkpoint
+# Reports (JSON) and vLLM's logs go to $OUT (or ./gpu-check-out).
+set -euo pipefail
+store=/root/gpu-check
+site=/tmp/site
+out=${OUT:-$PWD/gpu-check-out}
+mkdir -p "$store" "$out"
+if compgen -G ".gpu/part-*" >/dev/null; then mv .gpu/part-* "$store/"; fi
+variant=${1:?stash, bf16 or fp8}
+preset=${2:-MiniMax-M2.5}
+if [[ $variant == stash ]]; then ls -la "$store"; df -h /root | tail -1; exit 0; fi
+
+if [[ ! -f $site/.installed ]]; then
+  t0=$(date +%s)
+  cat "$store"/part-* | tar -x -C "$store"
+  mkdir -p "$site/bin"
+  tar -xJf "$store/vllm.tar.xz" -C "$site"
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" "$store"/deps/*.whl
+  # The image's `vllm` entry point; the engine process is spawned, hence the __main__ guard.
+  cat > "$site/bin/vllm" <<'PY'
+#!/usr/bin/env python3
+import sys
+from vllm.entrypoints.cli.main import main
+if __name__ == "__main__":
+    sys.exit(main())
+PY
+  chmod +x "$site/bin/vllm"
+  touch "$site/.installed"
+  echo "installed vLLM and $(ls "$store"/deps | wc -l) wheels in $(( $(date +%s) - t0 )) s"
+fi
+export PYTHONPATH=$site PATH=$site/bin:$PATH PYTHONUNBUFFERED=1
+echo "ulimit -n soft $(ulimit -Sn) hard $(ulimit -Hn)"
+python3 -c 'import vllm, torch; print("vllm", vllm.__version__, "torch", torch.__version__, torch.cuda.get_device_name())'
+
+model=/models/MiniMaxAI/$preset
+rm -rf "$model"
+flag=(); [[ $variant == fp8 ]] && flag=(--fp8)
+python3 hack/gpu-check/tiny_checkpoint.py "$model" "${flag[@]}"
+# The server's cache folder (on the claim in a cluster): empty for the cold start, kept for the warm one.
+rm -rf /var/cache/minimax && mkdir -p /var/cache/minimax
+for start in cold warm; do
+  python3 hack/gpu-check/check.py --preset "$preset" --label "$variant-$start" \
+    --report "$out/$variant-$start.json" --log "$out/$variant-$start.log" || true
+done
+if [[ $variant == bf16 ]]; then  # the flag the presets had before: does streaming agree with it?
+  python3 hack/gpu-check/check.py --preset "$preset" --label "$variant-append-think" \
+    --reasoning-parser minimax_m2_append_think --report "$out/$variant-append-think.json" \
+    --log "$out/$variant-append-think.log" || true
+fi
+du -sh /var/cache/minimax/* 2>/dev/null | tee "$out/$variant-cache-du.txt" || true
