@@ -314,7 +314,11 @@ def deployment(r: Resolved, owner: Owner | None, replicas: int | None = None) ->
         "terminationGracePeriodSeconds": 60,
         "volumes": [
             # Writable only through the cache's subPath mount; the weights' mount is read-only.
-            {"name": "weights", "persistentVolumeClaim": {"claimName": r.claim_name, "readOnly": cache is None}},
+            # (readOnly: false is what the API server omits: never write it, or drift never settles.)
+            {
+                "name": "weights",
+                "persistentVolumeClaim": {"claimName": r.claim_name, **({"readOnly": True} if cache is None else {})},
+            },
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": v.shmSize}},
         ],
     }

@@ -88,14 +88,18 @@ class Store:
             return list(self._objs)
 
     def put(self, obj: Obj) -> bool:
-        """Store `obj` unless the store holds a newer version of it (our own write arrived first)."""
+        """Store `obj` unless the store holds this version or a newer one (our own write's result).
+
+        Returns whether anything changed: the watch event of our own write changes nothing,
+        so it queues nothing.
+        """
         meta = obj["metadata"]
         key = (meta.get("namespace", ""), meta["name"])
         with self._lock:
             have = self._objs.get(key)
             if have is not None and have["metadata"].get("uid") == meta.get("uid"):
                 old_rv, new_rv = _rv(have), _rv(obj)
-                if old_rv is not None and new_rv is not None and new_rv < old_rv:
+                if old_rv is not None and new_rv is not None and new_rv <= old_rv:
                     return False
             self._unindex(key, have)
             self._objs[key] = obj
@@ -263,8 +267,8 @@ class Informer:
                 meta = obj["metadata"]
                 if kind == "DELETED":
                     self.store.remove(meta.get("namespace", ""), meta["name"])
-                else:
-                    self.store.put(obj)
+                elif not self.store.put(obj):
+                    continue  # our own write, already in the store
                 self.on_event(obj)
         finally:
             self._resp = None

@@ -164,7 +164,7 @@ def parser() -> argparse.ArgumentParser:
         default=600.0,
         help="how often every resource is re-checked from the caches besides its watch events (a safety net)",
     )
-    run.add_argument("--workers", type=int, default=4, help="resources reconciled at once")
+    run.add_argument("--workers", type=int, default=8, help="resources reconciled at once")
     run.add_argument("--metrics-port", type=int, default=8080, help="Prometheus metrics port (0: off)")
     run.add_argument("--health-port", type=int, default=8081, help="liveness endpoint /healthz port (0: off)")
     run.add_argument("--download-image", default=DEFAULT_DOWNLOAD_IMAGE, help="image of the download Jobs")

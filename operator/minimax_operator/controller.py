@@ -125,7 +125,7 @@ class Controller:
         reconciler: Reconciler,
         client: ApiClient,
         namespaces: list[str],
-        workers: int = 4,
+        workers: int = 8,
         resync_seconds: float = 600,
     ):
         self.reconciler = reconciler
@@ -167,8 +167,8 @@ class Controller:
             self.cache.stores["MiniMaxDeployment"].remove(namespace, name)
             self._failures.pop((namespace, name), None)
             return
-        self.cache.stores["MiniMaxDeployment"].put(body)
-        self.queue.add((namespace, name))
+        if self.cache.stores["MiniMaxDeployment"].put(body):  # not merely our own status write coming back
+            self.queue.add((namespace, name))
 
     def _changed(self, kind: str, obj: Obj) -> None:
         meta = obj["metadata"]

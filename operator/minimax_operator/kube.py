@@ -198,6 +198,24 @@ class Kube:
         self._remember(result)
         return result
 
+    def add_finalizer(self, obj: Obj, finalizer: str) -> Obj:
+        """Add `finalizer`, keeping the others, if the object is still the one read (resourceVersion)."""
+        meta = obj["metadata"]
+        patch = {
+            "metadata": {
+                "finalizers": [*(meta.get("finalizers") or []), finalizer],
+                "resourceVersion": meta["resourceVersion"],
+            }
+        }
+        result: Obj = self._call(
+            "PATCH",
+            _path(obj["kind"], meta["namespace"], meta["name"]),
+            body=patch,
+            content_type="application/merge-patch+json",
+        )
+        self._remember(result)
+        return result
+
     def remove_finalizer(self, obj: Obj, finalizer: str) -> None:
         """Remove `finalizer` from this very object (same uid), leaving every other finalizer alone.
 

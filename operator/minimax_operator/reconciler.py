@@ -34,7 +34,7 @@ from . import status as st
 from .api import CONDITION_TYPES, GROUP, MiniMaxDeploymentSpec
 from .builders import HASH_ANNOTATION, OperatorSettings, Owner
 from .drift import covers
-from .kube import Kube
+from .kube import Conflict, Kube
 from .metrics import RECONCILES, WRITES
 from .ownership import NameConflict, conflict_message, controlled_by, ours, widest_mode
 from .registration import Registrar
@@ -105,10 +105,14 @@ class Reconciler:
                 return None  # deleted and created again under the same name: the new one has its own turn
             if FINALIZER not in (fresh["metadata"].get("finalizers") or []):
                 # Nothing is created or registered before the finalizer is on: without it a delete
-                # would skip finalize() and leave the ChatOS entry behind for good. kopf adds it in
-                # this same cycle, and a write of ours now would make its patch (which tests
-                # resourceVersion) fail; the finalizer's own event brings us back.
-                return None
+                # would skip finalize() and leave the ChatOS entry behind for good. We add it ourselves
+                # (kopf's is the same name, and kopf would add it only after its own queue of
+                # events), with the resourceVersion read: a change in between sends us back here.
+                try:
+                    fresh = self.kube.add_finalizer(fresh, FINALIZER)
+                except Conflict:
+                    return 0.0
+                WRITES.labels(kind="MiniMaxDeployment/finalizer").inc()
             try:
                 self._reconcile(fresh)
                 RECONCILES.labels(result="ok").inc()
@@ -173,6 +177,21 @@ class Reconciler:
             return
         new.update(model=r.model_label, servedModelName=r.served_model_name, tensorParallelSize=r.tensor_parallel_size)
         owner = Owner(name=name, uid=meta["uid"])
+        if not old:
+            # First sight: say so at once, then do the work behind the other new resources. In a
+            # burst of hundreds, each gets its first status within seconds instead of after every
+            # other resource's checks and creates (several requests each).
+            first = [
+                st.unknown("WeightsReady", "Pending", "checking names, quota and storage before anything is created"),
+                st.unknown("ServerReady", "WaitingForWeights"),
+                st.unknown("Registered", "WaitingForServer"),
+            ]
+            first.append(st.ready_condition(first))
+            new["conditions"] = st.merge([], first, gen, iso(self.clock()))
+            new["phase"] = st.phase(first, spec.replicas)
+            self._write_status(body, old, new)
+            self._wake(0)
+            return
 
         try:
             r = self._preflight(body, r, old)

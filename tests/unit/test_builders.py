@@ -68,7 +68,7 @@ def test_weights_mounted_read_only_and_shm_in_memory() -> None:
     vols = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
     assert vols["dshm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "16Gi"}
     # Writable only through the server cache's subPath (below); the weights' mount is read-only.
-    assert vols["weights"]["persistentVolumeClaim"] == {"claimName": "m25-weights", "readOnly": False}
+    assert vols["weights"]["persistentVolumeClaim"] == {"claimName": "m25-weights"}
 
 
 def test_server_caches_survive_restarts_on_the_claim_per_vllm_image() -> None:

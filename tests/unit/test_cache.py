@@ -16,6 +16,7 @@ def test_an_older_version_never_replaces_a_newer_one() -> None:
     s = Store()
     assert s.put(obj("a", "10"))
     assert not s.put(obj("a", "9"))  # a watch event older than our own write's result
+    assert not s.put(obj("a", "10"))  # our own write's event: nothing changed
     assert s.get("team", "a")["metadata"]["resourceVersion"] == "10"
     assert s.put(obj("a", "3", uid="u2"))  # another object of that name (deleted, created again)
     assert s.get("team", "a")["metadata"]["uid"] == "u2"
