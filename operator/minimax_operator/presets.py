@@ -100,7 +100,14 @@ def _m2(name: str, image: str, versions: str) -> Preset:
     )
 
 
-def _m3(name: str, disk_gb: int, startup: int, note: str) -> Preset:
+#: vLLM's recipe for the MXFP8 checkpoint: an FP8 K cache for the sparse-attention indexer
+#: (AttentionConfig.indexer_kv_dtype, present in v0.24.0), and 128k context on 80 GB GPUs.
+_M3_MXFP8_FLAGS = (*_M3_FLAGS, "--attention-config.indexer_kv_dtype", "fp8")
+
+
+def _m3(
+    name: str, disk_gb: int, startup: int, note: str, flags: tuple[str, ...] = _M3_FLAGS, max_len: int = 196608
+) -> Preset:
     return Preset(
         name=name,
         repo=f"MiniMaxAI/{name}",
@@ -110,8 +117,8 @@ def _m3(name: str, disk_gb: int, startup: int, note: str) -> Preset:
         tensor_parallel_size=8,
         disk_gb=disk_gb,
         weights_vram_gb=disk_gb,
-        max_model_len=196608,
-        flags=_M3_FLAGS,
+        max_model_len=max_len,
+        flags=flags,
         expert_parallel=True,
         startup_timeout_seconds=startup,
         notes=(note,),
@@ -130,7 +137,14 @@ PRESETS: dict[str, Preset] = {
         _m2("MiniMax-M2.5", _M2_IMAGE, ">=0.20.2"),
         _m2("MiniMax-M2.7", _M2_IMAGE, ">=0.20.2"),
         _m3("MiniMax-M3", disk_gb=860, startup=7200, note="BF16 vision-language checkpoint, 427B total / 26B active"),
-        _m3("MiniMax-M3-MXFP8", disk_gb=450, startup=5400, note="MXFP8 checkpoint (size unverified)"),
+        _m3(
+            "MiniMax-M3-MXFP8",
+            disk_gb=450,
+            startup=5400,
+            note="MXFP8 checkpoint (size unverified)",
+            flags=_M3_MXFP8_FLAGS,
+            max_len=131072,
+        ),
     )
 }
 
