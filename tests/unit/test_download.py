@@ -186,3 +186,16 @@ def test_too_small_a_volume_fails_before_downloading(monkeypatch: pytest.MonkeyP
     with pytest.raises(download.DownloadError) as e:
         download.check_space(tmp_path, tmp_path, files)
     assert e.value.reason == "InsufficientStorage" and "300.0 GB" in e.value.message
+
+
+def test_server_cache_folder_is_writable_for_any_user(tmp_path: Path) -> None:
+    """A subPath folder the kubelet makes belongs to root; the download pod makes it sticky and world-writable."""
+    import stat
+
+    from minimax_operator.download import prepare_server_cache
+
+    folder = tmp_path / ".server-cache" / "vllm_vllm-openai_v0.20.2"
+    prepare_server_cache(str(folder))
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o1777
+    prepare_server_cache(str(folder))  # again: nothing changes, nothing fails
+    prepare_server_cache(None)
