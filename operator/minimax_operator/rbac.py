@@ -13,6 +13,12 @@ from .api import GROUP, PLURAL
 
 Rule = dict[str, Any]
 
+#: ChatOS: watched by name; read-modify-write with resourceVersion; create only with
+#: --create-chatos-configmap. Also in each --allow-chatos-namespace (a shared ChatOS).
+CHATOS_RULES: list[Rule] = [
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch", "create", "update"]},
+]
+
 #: Rules in every watched namespace (a Role each, or one ClusterRole for all namespaces).
 NAMESPACED_RULES: list[Rule] = [
     # kopf watches the resources, patches finalizers; the reconciler reads them.
@@ -24,8 +30,7 @@ NAMESPACED_RULES: list[Rule] = [
         "resources": ["persistentvolumeclaims", "services"],
         "verbs": ["get", "list", "watch", "create", "patch"],
     },
-    # ChatOS: watched by name; read-modify-write with resourceVersion; create only with --create-chatos-configmap.
-    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch", "create", "update"]},
+    *CHATOS_RULES,
     # Download and server pods (watched): state, termination messages, and download progress from the log.
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
