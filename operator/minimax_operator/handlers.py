@@ -44,7 +44,11 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
     async def on_resource(type: str | None, body: kopf.Body, **_: Any) -> None:
         meta = body.metadata
-        controller.resource_changed(None if type == "DELETED" else dict(body), str(meta.namespace), str(meta.name))
+        obj = None
+        if type != "DELETED":
+            obj = dict(body)  # kopf's own dict stays as it is: a copy without managedFields for the cache
+            obj["metadata"] = {k: v for k, v in obj["metadata"].items() if k != "managedFields"}
+        controller.resource_changed(obj, str(meta.namespace), str(meta.name))
 
     # Retried every few seconds until the ChatOS entry is provably gone (kopf's default is 60 s).
     @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, backoff=3)
