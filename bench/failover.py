@@ -14,10 +14,9 @@ Without --kubeconfig it starts its own local cluster (hack/cluster.sh) and delet
 from __future__ import annotations
 
 import argparse
-import os
+import contextlib
 import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from tests.e2e.conftest import operator_identity_kubeconfig, start_operator  # noqa: E402
-from tests.e2e.support import Cluster, Operator, wait_for  # noqa: E402
+from tests.e2e.support import Cluster, Operator, local_cluster, wait_for  # noqa: E402
 
 SPEC = {
     "repo": "bench-org/tiny",
@@ -43,18 +42,11 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--kubeconfig", help="use this cluster instead of starting one")
     args = p.parse_args()
-    name = f"bench-{secrets.token_hex(3)}"
-    env = {**os.environ, "PYTHON": sys.executable}
-    if args.kubeconfig:
-        kubeconfig = args.kubeconfig
-    else:
-        out = subprocess.run(
-            [str(ROOT / "hack" / "cluster.sh"), "up", name], check=True, capture_output=True, text=True, env=env
-        )
-        kubeconfig = out.stdout.strip().splitlines()[-1]
     work = Path(tempfile.mkdtemp(prefix="failover-"))
     ops: list[Operator] = []
-    try:
+    with contextlib.ExitStack() as stack:
+        kubeconfig = stack.enter_context(local_cluster(args.kubeconfig, "bench"))
+        stack.callback(lambda: [op.stop() for op in ops])
         cluster = Cluster(kubeconfig, audit_log=None)
         cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
         cluster.kubectl("wait", "--for=condition=Established", "crd/minimaxdeployments.minimax.chatos.io")
@@ -90,11 +82,6 @@ def main() -> int:
             f"first_status_after_kill_median_s={statistics.median(first_status):.1f} graceful_handover_s={graceful:.1f}"
         )
         return 0
-    finally:
-        for op in ops:
-            op.stop()
-        if not args.kubeconfig:
-            subprocess.run([str(ROOT / "hack" / "cluster.sh"), "down", name], check=False, env=env)
 
 
 if __name__ == "__main__":

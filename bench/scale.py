@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "operator"))
 from kubernetes import client, config, watch  # noqa: E402
 from tests.e2e.conftest import _free_port, operator_identity_kubeconfig  # noqa: E402
-from tests.e2e.support import Cluster, wait_for  # noqa: E402
+from tests.e2e.support import Cluster, local_cluster, wait_for  # noqa: E402
 
 from minimax_operator import builders  # noqa: E402
 from minimax_operator.api import GROUP, PLURAL, VERSION, MiniMaxDeploymentSpec  # noqa: E402
@@ -318,20 +318,9 @@ def main() -> int:
     results = []
     for n in sorted(args.n or [1000]):
         work = Path(tempfile.mkdtemp(prefix=f"scale-{n}-"))
-        name = f"bench-scale-{secrets.token_hex(3)}"
-        env = {**os.environ, "PYTHON": sys.executable, "SERVICE_CIDR": "10.96.0.0/16"}
-        if args.kubeconfig:
-            kubeconfig = args.kubeconfig
-        else:
-            out = subprocess.run(
-                [str(ROOT / "hack" / "cluster.sh"), "up", name], check=True, capture_output=True, text=True, env=env
-            )
-            kubeconfig = out.stdout.strip().splitlines()[-1]
-        try:
+        # A fresh cluster per N, with a Service range for thousands of Services.
+        with local_cluster(args.kubeconfig, "bench-scale", SERVICE_CIDR="10.96.0.0/16") as kubeconfig:
             res = measure(kubeconfig, n, args.idle_seconds, args.operator_arg, work)
-        finally:
-            if not args.kubeconfig:
-                subprocess.run([str(ROOT / "hack" / "cluster.sh"), "down", name], check=False, env=env)
         print(json.dumps(res), flush=True)
         results.append(res)
     for res in results:

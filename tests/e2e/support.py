@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -246,3 +248,22 @@ def assert_quiet(cluster: Cluster, operator: Operator, user: str, ns: str, resyn
     wait_for(lambda: operator.metric("minimax_operator_reconciles_total") >= start + resyncs, what="quiet resyncs")
     writes = cluster.audit_writes(user, ns)[before:]
     assert writes == [], [(w["verb"], w["objectRef"]) for w in writes]
+
+
+@contextlib.contextmanager
+def local_cluster(given: str | None, prefix: str, **env: str) -> Iterator[str]:
+    """The kubeconfig of `given`, or of a local cluster started for the block and deleted after it.
+
+    `env` goes to hack/cluster.sh (for example SERVICE_CIDR). For the benchmarks.
+    """
+    if given:
+        yield given
+        return
+    name = f"{prefix}-{secrets.token_hex(3)}"
+    environ = {**os.environ, "PYTHON": sys.executable, **env}
+    script = str(ROOT / "hack" / "cluster.sh")
+    out = subprocess.run([script, "up", name], check=True, capture_output=True, text=True, env=environ)
+    try:
+        yield out.stdout.strip().splitlines()[-1]
+    finally:
+        subprocess.run([script, "down", name], check=False, env=environ)
