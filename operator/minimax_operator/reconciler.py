@@ -418,6 +418,10 @@ class Reconciler:
             dl.update(self._progress(newest) or _kept_progress(dl_old))
             pct = f" ({dl['progress']})" if dl.get("progress") else ""
             return st.false("WeightsReady", "Downloading", f"downloading {r.repo} into PVC {r.claim_name}{pct}")
+        if any(p.get("status", {}).get("phase") == "Succeeded" for p in pods):
+            # The pod is done; the Job controller marks the Job Complete a moment later. Not "waiting".
+            dl.update(_kept_progress(dl_old))
+            return st.false("WeightsReady", "Downloading", f"download of {r.repo} finished; Job {job_name} completing")
         return st.false("WeightsReady", "Pending", f"download Job {job_name} is waiting for its pod")
 
     def _progress(self, pod: Obj) -> Obj:
