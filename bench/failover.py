@@ -25,16 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from tests.e2e.conftest import operator_identity_kubeconfig, start_operator  # noqa: E402
+from tests.e2e.support import BENCH_SPEC as SPEC  # noqa: E402
 from tests.e2e.support import Cluster, Operator, local_cluster, wait_for  # noqa: E402
-
-SPEC = {
-    "repo": "bench-org/tiny",
-    "servedModelName": "tiny",
-    "tensorParallelSize": 1,
-    "storage": {"size": "1Gi"},
-    "vllm": {"image": "vllm/vllm-openai:v0.20.0"},
-    "chatos": {"enabled": False},
-}
 
 
 def main() -> int:

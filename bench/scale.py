@@ -46,20 +46,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "operator"))
 from kubernetes import client, config, watch  # noqa: E402
 from tests.e2e.conftest import _free_port, operator_identity_kubeconfig  # noqa: E402
+from tests.e2e.support import BENCH_SPEC as SPEC  # noqa: E402
 from tests.e2e.support import Cluster, local_cluster, wait_for  # noqa: E402
 
 from minimax_operator import builders  # noqa: E402
 from minimax_operator.api import GROUP, PLURAL, VERSION, MiniMaxDeploymentSpec  # noqa: E402
 from minimax_operator.resolve import resolve  # noqa: E402
 
-SPEC: dict[str, Any] = {
-    "repo": "bench-org/tiny",
-    "servedModelName": "tiny",
-    "tensorParallelSize": 1,
-    "storage": {"size": "1Gi"},
-    "vllm": {"image": "vllm/vllm-openai:v0.20.0"},
-    "chatos": {"enabled": False},
-}
 SA = {"kind": "ServiceAccount", "serviceAccount": {"name": "minimax-operator", "namespace": "minimax-system"}}
 READ_VERBS = ["get", "list", "watch"]
 

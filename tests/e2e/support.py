@@ -250,6 +250,17 @@ def assert_quiet(cluster: Cluster, operator: Operator, user: str, ns: str, resyn
     assert writes == [], [(w["verb"], w["objectRef"]) for w in writes]
 
 
+#: The benchmarks' resource: one GPU, a tiny custom repo, no ChatOS entry.
+BENCH_SPEC: dict[str, Any] = {
+    "repo": "bench-org/tiny",
+    "servedModelName": "tiny",
+    "tensorParallelSize": 1,
+    "storage": {"size": "1Gi"},
+    "vllm": {"image": "vllm/vllm-openai:v0.20.0"},
+    "chatos": {"enabled": False},
+}
+
+
 @contextlib.contextmanager
 def local_cluster(given: str | None, prefix: str, **env: str) -> Iterator[str]:
     """The kubeconfig of `given`, or of a local cluster started for the block and deleted after it.
