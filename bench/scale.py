@@ -5,11 +5,12 @@ local cluster (or the one given) with enough simulated 8-GPU nodes and a Service
 range wide enough for thousands of Services:
 
 1. the floor: the same children applied directly with kubectl, as the operator
-   would create them (PVC and download Job, wait until every Job completes, then
-   Deployment and Service, wait until every Deployment is available);
+   would create them (each model cache's PVC and download Job, wait until every Job
+   completes, then Deployment and Service, wait until every Deployment is available);
 2. the operator (`minimax-operator run` as shipped, under its ServiceAccount) and N
-   MiniMaxDeployments applied at once: time until all are Ready (ratio to the
-   floor), and per resource the time from its creation to its first status (p50, p99);
+   MiniMaxDeployments of N different models (N caches, N downloads) applied at once:
+   time until all are Ready (ratio to the floor), and per resource the time from its
+   creation to its first status (p50, p99);
 3. idle, once all are Ready: the operator's API reads and writes per minute, from
    the API server's own metrics (apiserver_flowcontrol_dispatched_requests_total of
    FlowSchemas that single out the operator's ServiceAccount: reads, writes, and its
@@ -49,9 +50,15 @@ from tests.e2e.conftest import _free_port, operator_identity_kubeconfig  # noqa:
 from tests.e2e.support import BENCH_SPEC as SPEC  # noqa: E402
 from tests.e2e.support import Cluster, local_cluster, wait_for  # noqa: E402
 
-from minimax_operator import builders  # noqa: E402
+from minimax_operator import builders, weights  # noqa: E402
 from minimax_operator.api import GROUP, PLURAL, VERSION, MiniMaxDeploymentSpec  # noqa: E402
-from minimax_operator.resolve import resolve  # noqa: E402
+from minimax_operator.resolve import (  # noqa: E402
+    Weights,
+    commit_folder,
+    implicit_cache,
+    resolve,
+    resolve_cache,
+)
 
 SA = {"kind": "ServiceAccount", "serviceAccount": {"name": "minimax-operator", "namespace": "minimax-system"}}
 READ_VERBS = ["get", "list", "watch"]
@@ -119,6 +126,11 @@ def apply(cluster: Cluster, docs: list[dict[str, Any]], *args: str) -> None:
         cluster.kubectl("apply", "--server-side", *args, "-f", "-", stdin=json.dumps(batch))
 
 
+def model_spec(i: int) -> dict[str, Any]:
+    """A model of its own for each resource: n caches, n downloads, n servers (the work of n models)."""
+    return {**SPEC, "repo": f"{SPEC['repo']}-{i}"}
+
+
 def count(cluster: Cluster, ns: str, what: str, done: Any) -> int:
     items = json.loads(cluster.kubectl("get", what, "-n", ns, "-o", "json"))["items"]
     return sum(1 for o in items if done(o.get("status") or {}))
@@ -134,8 +146,13 @@ def floor(cluster: Cluster, n: int) -> float:
     cluster.kubectl("create", "namespace", ns)
     objs = []
     for i in range(n):
-        r = resolve(f"m{i}", ns, MiniMaxDeploymentSpec.model_validate(SPEC), {})
-        objs.append(builders.render_all(r, None, builders.OperatorSettings()))
+        spec = MiniMaxDeploymentSpec.model_validate(model_spec(i))
+        cache_name, cache_spec = implicit_cache(spec)
+        rc = resolve_cache(cache_name, ns, cache_spec)
+        path = commit_folder(rc.repo, "0" * 40)
+        w = Weights(cache_name, cache_spec, rc.claim_name, rc.access_mode, path=path)
+        r = resolve(f"m{i}", ns, spec, {}, w)
+        objs.append(weights.render_cache(rc, None, builders.OperatorSettings()) + builders.render_server(r, None))
     t0 = time.monotonic()
     apply(cluster, [o for set_ in objs for o in set_[:2]])  # PVC and Job
     wait_for(lambda: count(cluster, ns, "jobs", job_done) == n, 3600, what="floor Jobs complete", interval=1)
@@ -238,7 +255,7 @@ def measure(kubeconfig: str, n: int, idle_seconds: float, extra_args: list[str],
                 "apiVersion": f"{GROUP}/{VERSION}",
                 "kind": "MiniMaxDeployment",
                 "metadata": {"name": f"m{i}"},
-                "spec": SPEC,
+                "spec": model_spec(i),
             }
             for i in range(n)
         ]

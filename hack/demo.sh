@@ -17,9 +17,10 @@ kubeconfig=$("$here/cluster.sh" up)
 export KUBECONFIG=$kubeconfig PATH="$("$here/tools.sh"):$PATH"
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-say "Installing the CRD"
+say "Installing the CRDs"
 kubectl apply --server-side -f "$root/crds" >/dev/null
-kubectl wait --for=condition=Established crd/minimaxdeployments.minimax.chatos.io >/dev/null
+kubectl wait --for=condition=Established crd/minimaxdeployments.minimax.chatos.io \
+  crd/minimaxmodelcaches.minimax.chatos.io >/dev/null
 kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 kubectl apply -n "$ns" -f "$root/docs/examples/chatos-configmap.yaml" >/dev/null
 
@@ -39,8 +40,11 @@ if ! kubectl wait -n "$ns" --for=jsonpath='{.status.phase}'=Ready mmd/m25 --time
   exit 1
 fi
 kubectl get mmd -n "$ns"
-say "What it created"
-kubectl get pvc,job,deployment,service,pods -n "$ns" -l app.kubernetes.io/instance=m25
+say "What it created: the model cache (claim and download Job) and the server"
+cache=$(kubectl get mmd -n "$ns" m25 -o jsonpath='{.status.cache}')
+kubectl get mmc -n "$ns" -o wide
+kubectl get pvc,job,pods -n "$ns" -l "minimax.chatos.io/cache=$cache"
+kubectl get deployment,service,pods -n "$ns" -l app.kubernetes.io/instance=m25
 say "ChatOS ConfigMap $ns/chatos-models, key models.json"
 kubectl get configmap chatos-models -n "$ns" -o jsonpath='{.data.models\.json}'
 say "Events"
@@ -52,6 +56,9 @@ if [[ "${DEMO_EXIT:-}" == 1 ]]; then
   kubectl delete -n "$ns" mmd/m25 --timeout=60s >/dev/null
   echo "demo: deleted m25; the entry is gone from ChatOS again:"
   kubectl get configmap chatos-models -n "$ns" -o jsonpath='{.data.models\.json}'
+  echo
+  echo "demo: the weights stay in their cache for the next resource of the model:"
+  kubectl get mmc -n "$ns"
   exit 0
 fi
 say "The operator keeps running (Ctrl-C to stop; make cluster-down deletes the cluster)"

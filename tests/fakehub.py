@@ -17,6 +17,7 @@ import json
 import os
 import re
 import threading
+import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -67,6 +68,8 @@ class FakeHub:
 
     def __init__(self) -> None:
         self.repos: dict[str, Repo] = {}
+        #: (repo id, tag or commit) -> that revision; `repos` holds each repo's main.
+        self.revisions: dict[tuple[str, str], Repo] = {}
         self.faults = Faults()
         self.bytes_served: dict[str, int] = {}
         self.requests: list[tuple[str, str]] = []
@@ -80,7 +83,9 @@ class FakeHub:
         commit: str | None = None,
         token: str | None = None,
         gated: bool = False,
+        tag: str | None = None,
     ) -> Repo:
+        """Add a repo, or a new commit of it (which becomes main); older commits stay reachable."""
         entries = {}
         for path, source in files.items():
             digest = hashlib.sha256()
@@ -92,6 +97,9 @@ class FakeHub:
         sha = commit or hashlib.sha1(json.dumps(sorted((p, e.sha256) for p, e in entries.items())).encode()).hexdigest()
         repo = Repo(repo_id, sha, entries, token, gated)
         self.repos[repo_id] = repo
+        self.revisions[(repo_id, sha)] = repo
+        if tag:
+            self.revisions[(repo_id, tag)] = repo
         return repo
 
     @property
@@ -163,10 +171,12 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._error(401, "RepoNotFound", "Repository not found")
             return None
-        if rev not in (None, "main", repo.commit):
+        if rev in (None, "main"):
+            return repo
+        revision = self.fake.revisions.get((repo_id, urllib.parse.unquote(rev)))
+        if revision is None:
             self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
-            return None
-        return repo
+        return revision
 
     # -- verbs -------------------------------------------------------------------------
     def do_HEAD(self) -> None:

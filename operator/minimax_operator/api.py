@@ -56,6 +56,10 @@ class _Model(BaseModel):
 
 
 Quantity = Annotated[int | str, Field(json_schema_extra={"x-kubernetes-int-or-string": True})]
+#: A Hugging Face repository, org/name.
+Repo = Annotated[str, Field(max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")]
+#: A commit sha, branch or tag.
+Revision = Annotated[str, Field(max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")]
 
 
 class SecretKeyRef(_Model):
@@ -245,6 +249,12 @@ class ChatOSSpec(_Model):
     )
 
 
+class CacheRef(_Model):
+    """A MiniMaxModelCache in the resource's namespace."""
+
+    name: str = Field(max_length=63, pattern=NAME_PATTERN, description="Name of the MiniMaxModelCache.")
+
+
 class GPUSpec(_Model):
     """The GPUs of the nodes the server runs on, for the layout checks."""
 
@@ -261,9 +271,30 @@ class MiniMaxDeploymentSpec(_Model):
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel(
-                    "has(self.model) || has(self.repo)",
-                    "set spec.model to a preset (" + ", ".join(PRESET_NAMES) + ") or spec.repo to a Hugging Face repo",
+                    "has(self.model) || has(self.repo) || has(self.cacheRef)",
+                    "set spec.model to a preset ("
+                    + ", ".join(PRESET_NAMES)
+                    + "), spec.repo to a Hugging Face repo, or spec.cacheRef to a MiniMaxModelCache",
                     ".model",
+                ),
+                cel(
+                    "!has(self.cacheRef) || !has(self.revision)",
+                    "spec.revision cannot be set with spec.cacheRef: the cache's spec.revision decides the weights",
+                    ".revision",
+                ),
+                cel(
+                    "!has(self.cacheRef) || (!has(self.storage.size) && !has(self.storage.existingClaim) && "
+                    "!has(self.storage.storageClassName))",
+                    "spec.storage cannot set size, storageClassName or existingClaim with spec.cacheRef: "
+                    "the cache's spec.storage decides where the weights live",
+                    ".storage",
+                ),
+                cel(
+                    "!has(self.cacheRef) || (!has(self.download.endpoint) && !has(self.download.tokenSecretRef) && "
+                    "(!has(self.download.allowPatterns) || size(self.download.allowPatterns) == 0))",
+                    "spec.download cannot be set with spec.cacheRef: the cache's spec.download decides how the "
+                    "weights are fetched",
+                    ".download",
                 ),
                 cel(
                     "!has(self.tensorParallelSize) || self.gpu.perNode % self.tensorParallelSize == 0",
@@ -278,16 +309,12 @@ class MiniMaxDeploymentSpec(_Model):
     model: Literal[PRESET_NAMES] | None = Field(  # type: ignore[valid-type]
         default=None, description="A MiniMax preset. Sets the repo, flags, layout and storage defaults."
     )
-    repo: str | None = Field(
+    repo: Repo | None = Field(
         default=None,
-        max_length=200,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$",
         description="Hugging Face repository (org/name). Overrides the preset's; required without a preset.",
     )
-    revision: str | None = Field(
+    revision: Revision | None = Field(
         default=None,
-        max_length=100,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$",
         description="Commit sha, branch or tag. Defaults to main; the resolved commit is shown in status.",
     )
     servedModelName: str | None = Field(
@@ -314,6 +341,11 @@ class MiniMaxDeploymentSpec(_Model):
         default_factory=DownloadSpec, description="Weights download.", json_schema_extra=_EMPTY
     )
     chatos: ChatOSSpec = Field(default_factory=ChatOSSpec, description="ChatOS registration.", json_schema_extra=_EMPTY)
+    cacheRef: CacheRef | None = Field(
+        default=None,
+        description="Serve the weights of this MiniMaxModelCache. Without it, the operator creates (or re-uses) "
+        "the cache of this resource's repo and revision in its namespace, from spec.storage and spec.download.",
+    )
 
 
 # ---- status -------------------------------------------------------------------------------
@@ -339,6 +371,7 @@ class DownloadStatus(_Model):
     jobName: str | None = None
     attempt: int = 0
     revision: str | None = Field(default=None, description="Resolved commit of the downloaded weights.")
+    path: str | None = Field(default=None, description="Folder of that commit, relative to the claim's root.")
     bytesDone: int | None = None
     bytesTotal: int | None = None
     filesDone: int | None = None
@@ -368,7 +401,9 @@ class MiniMaxDeploymentStatus(_Model):
     tensorParallelSize: int | None = None
     endpoint: str | None = Field(default=None, description="OpenAI-compatible base URL inside the cluster.")
     conditions: list[Condition] = Field(default_factory=list)
-    download: DownloadStatus | None = None
+    cache: str | None = Field(default=None, description="The MiniMaxModelCache whose weights are served.")
+    commit: str | None = Field(default=None, description="Commit of the weights the server loads.")
+    download: DownloadStatus | None = Field(default=None, description="The cache's download, as seen from here.")
     registration: RegistrationStatus | None = None
 
 
@@ -381,6 +416,93 @@ class MiniMaxDeployment(_Model):
     metadata: dict[str, Any]
     spec: MiniMaxDeploymentSpec
     status: MiniMaxDeploymentStatus | None = None
+
+
+# ---- the model cache ---------------------------------------------------------------------
+
+CACHE_KIND = "MiniMaxModelCache"
+CACHE_PLURAL = "minimaxmodelcaches"
+CACHE_SINGULAR = "minimaxmodelcache"
+CACHE_SHORT_NAMES = ["mmc"]
+
+
+class MiniMaxModelCacheSpec(_Model):
+    """The weights of one Hugging Face repo at one revision, downloaded once into one claim,
+    shared by every MiniMaxDeployment of the namespace that serves them."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "has(self.model) || has(self.repo)",
+                    "set spec.model to a preset (" + ", ".join(PRESET_NAMES) + ") or spec.repo to a Hugging Face repo",
+                    ".model",
+                ),
+            ]
+        },
+    )
+
+    model: Literal[PRESET_NAMES] | None = Field(  # type: ignore[valid-type]
+        default=None, description="A MiniMax preset: sets the repo and the default storage size."
+    )
+    repo: Repo | None = Field(
+        default=None,
+        description="Hugging Face repository (org/name). Overrides the preset's; required without a preset.",
+    )
+    revision: Revision | None = Field(
+        default=None,
+        description="Commit sha, branch or tag (default main). A change downloads the new commit into its own "
+        "folder beside the old one; servers move to it once it is verified.",
+    )
+    storage: StorageSpec = Field(default_factory=StorageSpec, description="Weights storage.", json_schema_extra=_EMPTY)
+    download: DownloadSpec = Field(
+        default_factory=DownloadSpec, description="Weights download.", json_schema_extra=_EMPTY
+    )
+
+
+CachePhase = Literal["Pending", "Downloading", "Ready", "Failed"]
+CACHE_CONDITION_TYPES = ("Ready", "InUse")
+
+
+class CommitStatus(_Model):
+    """One verified commit in the claim."""
+
+    commit: str | None = None
+    path: str = Field(description="Folder of the commit, relative to the claim's root.")
+    bytes: int | None = None
+    files: int | None = None
+    verifiedAt: str | None = None
+
+
+class MiniMaxModelCacheStatus(_Model):
+    """Observed state, written by the operator only."""
+
+    phase: CachePhase = "Pending"
+    observedGeneration: int | None = None
+    repo: str | None = None
+    revision: str | None = Field(default=None, description="Revision asked for (spec.revision, or main).")
+    commit: str | None = Field(default=None, description="Verified commit servers load: the revision's, once done.")
+    path: str | None = Field(default=None, description="Folder of that commit, relative to the claim's root.")
+    claimName: str | None = None
+    accessMode: str | None = None
+    size: str | None = Field(default=None, description="Size of the claim.")
+    download: DownloadStatus | None = None
+    commits: list[CommitStatus] = Field(default_factory=list, description="Verified commits kept in the claim.")
+    users: list[str] = Field(default_factory=list, description="MiniMaxDeployments that serve these weights.")
+    userCount: int = 0
+    conditions: list[Condition] = Field(default_factory=list)
+
+
+class MiniMaxModelCache(_Model):
+    """For validating whole objects offline (render)."""
+
+    model_config = ConfigDict(extra="ignore")
+    apiVersion: Literal["minimax.chatos.io/v1alpha1"]
+    kind: Literal["MiniMaxModelCache"]
+    metadata: dict[str, Any]
+    spec: MiniMaxModelCacheSpec
+    status: MiniMaxModelCacheStatus | None = None
 
 
 # ---- tenancy policy parameters ----------------------------------------------------------

@@ -22,6 +22,11 @@ WEIGHTS_ANNOTATION = f"{GROUP}/weights-key"
 #: On the weights PVC: which repo it holds, so that a retained claim is re-used only for that model.
 MODEL_LABEL = f"{GROUP}/model"
 OWNER_LABEL = f"{GROUP}/deployment"
+#: On a cache's objects (claim, download and prune Jobs), the MiniMaxModelCache's name.
+CACHE_LABEL = f"{GROUP}/cache"
+#: On the server Deployment (not its pods): the cache and the folder it serves, for the cache's
+#: collection of unused commits. Not on the pod template: that would roll servers for nothing.
+SERVES_ANNOTATION = f"{GROUP}/serves"
 COMPONENT_SERVER = "server"
 COMPONENT_DOWNLOAD = "weights-download"
 SERVER_PORT = 8000
@@ -36,10 +41,11 @@ Obj = dict[str, Any]
 
 @dataclass(frozen=True)
 class Owner:
-    """The MiniMaxDeployment that owns the objects (for owner references)."""
+    """The resource that owns the objects (for owner references): a MiniMaxDeployment or a cache."""
 
     name: str
     uid: str
+    kind: str = KIND
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,14 @@ def selector(r: Resolved, component: str) -> dict[str, str]:
     return {"app.kubernetes.io/instance": r.name, "app.kubernetes.io/component": component}
 
 
+#: On a cache the operator created for resources without spec.cacheRef.
+IMPLICIT_LABEL = f"{GROUP}/implicit-cache"
+
+
+def implicit_cache_labels() -> dict[str, str]:
+    return {"app.kubernetes.io/name": "minimax", "app.kubernetes.io/managed-by": MANAGER, IMPLICIT_LABEL: "true"}
+
+
 def model_label(repo: str) -> str:
     """A label value naming the repo (`org.name`), or a hash of it when too long for a label."""
     value = repo.replace("/", ".")
@@ -78,7 +92,7 @@ def model_label(repo: str) -> str:
 def owner_reference(owner: Owner) -> Obj:
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": KIND,
+        "kind": owner.kind,
         "name": owner.name,
         "uid": owner.uid,
         "controller": True,
@@ -100,122 +114,38 @@ def stamp(obj: Obj) -> Obj:
     return obj
 
 
-def pvc(r: Resolved, owner: Owner | None) -> Obj | None:
-    """The weights PVC, or None when the user brings an existing claim.
-
-    Owned (and so garbage-collected) only when retainOnDelete is false: days of
-    downloading must survive a `kubectl delete` by default.
-    """
-    st = r.spec.storage
-    if st.existingClaim:
-        return None
-    spec: Obj = {"accessModes": [st.accessMode], "resources": {"requests": {"storage": r.storage_size}}}
-    if st.storageClassName:
-        spec["storageClassName"] = st.storageClassName
-    meta = _meta(r, r.claim_name, None if st.retainOnDelete else owner, "weights")
-    meta["labels"][MODEL_LABEL] = model_label(r.repo)
-    return stamp({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta, "spec": spec})
-
-
 def server_cache_subpath(r: Resolved) -> str | None:
     """The server's cache folder on the claim, or None where the claim cannot be written (ReadOnlyMany)."""
     if r.claim_access_mode == "ReadOnlyMany":
         return None
-    return f"{CACHE_FOLDER}/{re.sub(r'[^A-Za-z0-9._-]+', '_', r.image)[:200]}"
+    return image_cache_folder(r.image)
 
 
-def download_job_name(r: Resolved, attempt: int) -> str:
-    base = f"{r.name[:40]}-weights-{r.weights_key[:8]}"
-    return base if attempt == 0 else f"{base}-r{attempt}"
+def image_cache_folder(image: str) -> str:
+    """Folder of one vLLM image's compile and kernel caches, relative to the claim's root."""
+    return f"{CACHE_FOLDER}/{re.sub(r'[^A-Za-z0-9._-]+', '_', image)[:200]}"
 
 
 def _same_node_as_servers(r: Resolved) -> Obj:
-    """Required pod affinity to this model's server pods: a ReadWriteOnce claim is on one node only."""
-    term = {
-        "labelSelector": {"matchLabels": selector(r, COMPONENT_SERVER)},
-        "topologyKey": "kubernetes.io/hostname",
-    }
-    return {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}}
+    """Required pod affinity to the servers on this claim: a ReadWriteOnce claim is on one node only.
 
-
-def download_job(
-    r: Resolved, owner: Owner | None, settings: OperatorSettings, attempt: int = 0, beside_server: bool = False
-) -> Obj:
-    """The Job that fills the PVC, with the operator's own image and `minimax-operator download`.
-
-    `beside_server`: the server already runs from a ReadWriteOnce claim, so the Job's pod
-    must land on its node (elsewhere it would wait forever on Multi-Attach).
+    With no neighbours, exactly the term releases before model caches wrote (a different
+    term would roll every server on upgrade).
     """
-    d = r.spec.download
-    args = ["download", "--repo", r.repo, "--dest", r.model_dir, "--claim-mount", MODELS_MOUNT]
-    cache = server_cache_subpath(r)
-    if cache:
-        args += ["--server-cache", f"{MODELS_MOUNT}/{cache}"]
-    if r.revision:
-        args += ["--revision", r.revision]
-    for pattern in d.allowPatterns:
-        args += ["--allow-pattern", pattern]
-    env: list[Obj] = [
-        {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"},
-        {"name": "HF_XET_HIGH_PERFORMANCE", "value": "1"},
-        # hf_xet's chunk cache on the PVC: a restarted pod resumes Xet files from it.
-        {"name": "HF_HOME", "value": f"{MODELS_MOUNT}/.cache/huggingface"},
-        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-    ]
-    if d.endpoint:
-        env.append({"name": "HF_ENDPOINT", "value": d.endpoint})
-    if d.tokenSecretRef:
-        # Through the environment only: never on a command line, in logs or in status.
-        ref = {"name": d.tokenSecretRef.name, "key": d.tokenSecretRef.key}
-        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": ref}})
-    pod_labels = labels(r, COMPONENT_DOWNLOAD)
-    pod_annotations = {WEIGHTS_ANNOTATION: r.weights_key, **d.podAnnotations}
-    container: Obj = {
-        "name": "download",
-        "image": settings.download_image,
-        "command": ["minimax-operator"],
-        "args": args,
-        "env": env,
-        "volumeMounts": [{"name": "weights", "mountPath": MODELS_MOUNT}],
-        "resources": {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"memory": "8Gi"}},
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
-    }
-    job: Obj = {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": _meta(r, download_job_name(r, attempt), owner, COMPONENT_DOWNLOAD),
-        "spec": {
-            "backoffLimit": settings.download_backoff_limit,
-            "template": {
-                "metadata": {"labels": pod_labels, "annotations": pod_annotations},
-                "spec": {
-                    "restartPolicy": "Never",
-                    # Meets Pod Security "restricted": non-root, no escalation, no capabilities, seccomp.
-                    "securityContext": {
-                        "runAsUser": 10001,
-                        "runAsGroup": 10001,
-                        "fsGroup": 10001,
-                        "runAsNonRoot": True,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "containers": [container],
-                    "volumes": [{"name": "weights", "persistentVolumeClaim": {"claimName": r.claim_name}}],
-                },
-            },
-        },
-    }
-    if beside_server and r.claim_access_mode == "ReadWriteOnce":
-        pod = job["spec"]["template"]["spec"]
-        pod["affinity"] = _same_node_as_servers(r)
-        pod["tolerations"] = server_tolerations(r)  # the servers' node is a (tainted) GPU node
-    job["metadata"].setdefault("annotations", {})[WEIGHTS_ANNOTATION] = r.weights_key
-    return stamp(job)
+    selector_: Obj = {"matchLabels": selector(r, COMPONENT_SERVER)}
+    if r.claim_neighbours:
+        selector_ = {
+            "matchLabels": {"app.kubernetes.io/component": COMPONENT_SERVER, "app.kubernetes.io/managed-by": MANAGER},
+            "matchExpressions": [
+                {
+                    "key": "app.kubernetes.io/instance",
+                    "operator": "In",
+                    "values": sorted({r.name, *r.claim_neighbours}),
+                }
+            ],
+        }
+    term = {"labelSelector": selector_, "topologyKey": "kubernetes.io/hostname"}
+    return {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}}
 
 
 def vllm_args(r: Resolved) -> list[str]:
@@ -336,7 +266,7 @@ def deployment(r: Resolved, owner: Owner | None, replicas: int | None = None) ->
     if v.nodeSelector:
         pod_spec["nodeSelector"] = dict(v.nodeSelector)
     mode = r.claim_access_mode
-    if mode == "ReadWriteOnce" and r.spec.replicas > 1:
+    if mode == "ReadWriteOnce" and (r.spec.replicas > 1 or r.claim_neighbours):
         pod_spec["affinity"] = _same_node_as_servers(r)  # check_storage made sure they fit on one node
     # Never ask for more GPUs than the replicas hold: replace pods one at a time. A
     # ReadWriteOncePod claim admits one pod at all, so the old pod must be gone first.
@@ -346,11 +276,15 @@ def deployment(r: Resolved, owner: Owner | None, replicas: int | None = None) ->
         else {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
     )
     pod_annotations = {WEIGHTS_ANNOTATION: r.weights_key, **v.podAnnotations}
+    meta = _meta(r, r.name, owner, COMPONENT_SERVER)
+    if r.cache:
+        serves = {"cache": r.cache, "claim": r.claim_name, "path": r.weights_path}
+        meta["annotations"] = {SERVES_ANNOTATION: json.dumps(serves, sort_keys=True, separators=(",", ":"))}
     return stamp(
         {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
-            "metadata": _meta(r, r.name, owner, COMPONENT_SERVER),
+            "metadata": meta,
             "spec": {
                 "replicas": r.spec.replicas if replicas is None else replicas,
                 "selector": {"matchLabels": selector(r, COMPONENT_SERVER)},
@@ -389,7 +323,6 @@ def chatos_entry(r: Resolved) -> Obj:
     }
 
 
-def render_all(r: Resolved, owner: Owner | None, settings: OperatorSettings) -> list[Obj]:
-    """Every object, in the order the operator creates them (for `render`)."""
-    objs = [pvc(r, owner), download_job(r, owner, settings), deployment(r, owner), service(r, owner)]
-    return [o for o in objs if o is not None]
+def render_server(r: Resolved, owner: Owner | None) -> list[Obj]:
+    """The server's objects, in the order the operator creates them (for `render`)."""
+    return [deployment(r, owner), service(r, owner)]

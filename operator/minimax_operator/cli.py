@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import socket
 import sys
 import uuid
@@ -14,11 +15,11 @@ from typing import Any
 
 import yaml
 
-from . import __version__, builders, crd
-from .api import MiniMaxDeployment
-from .builders import OperatorSettings, Owner
+from . import __version__, builders, crd, weights
+from .api import CACHE_KIND, GROUP, VERSION, MiniMaxDeployment, MiniMaxModelCache, MiniMaxModelCacheSpec
+from .builders import OperatorSettings, Owner, implicit_cache_labels
 from .presets import PRESETS
-from .resolve import LayoutError, resolve
+from .resolve import LayoutError, Weights, commit_folder, implicit_cache, resolve, resolve_cache
 
 DEFAULT_DOWNLOAD_IMAGE = f"ghcr.io/chatos/minimax-operator:{__version__}"
 
@@ -34,35 +35,81 @@ def _vllm_images(pairs: list[str]) -> dict[str, str]:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    """Print the objects a resource reconciles into, like `helm template`."""
+    """Print the objects resources reconcile into, like `helm template`.
+
+    A MiniMaxDeployment without spec.cacheRef also shows the MiniMaxModelCache it would
+    create or share; one with spec.cacheRef needs that cache in the same input.
+    """
     text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
+    docs = [d for d in yaml.safe_load_all(text) if d]
     out: list[dict[str, Any]] = []
     notes: list[str] = []
-    for doc in yaml.safe_load_all(text):
-        if not doc:
-            continue
-        try:
+    settings = OperatorSettings(download_image=args.download_image)
+    caches: dict[tuple[str, str], MiniMaxModelCacheSpec] = {}
+    rendered: set[tuple[str, str]] = set()
+
+    def render_cache(name: str, namespace: str, spec: MiniMaxModelCacheSpec, uid: str | None) -> None:
+        if (namespace, name) in rendered:
+            return
+        rendered.add((namespace, name))
+        rc = resolve_cache(name, namespace, spec)
+        out.extend(weights.render_cache(rc, weights.cache_owner(name, uid) if uid else None, settings))
+
+    try:
+        for doc in docs:
+            if doc.get("kind") == CACHE_KIND:
+                mmc = MiniMaxModelCache.model_validate(doc)
+                namespace = mmc.metadata.get("namespace") or args.namespace
+                caches[(namespace, mmc.metadata["name"])] = mmc.spec
+                render_cache(mmc.metadata["name"], namespace, mmc.spec, mmc.metadata.get("uid"))
+        for doc in docs:
+            if doc.get("kind") == CACHE_KIND:
+                continue
             mmd = MiniMaxDeployment.model_validate(doc)
-        except ValueError as e:
-            print(f"error: {args.file}: {e}", file=sys.stderr)
-            return 1
-        meta = mmd.metadata
-        namespace = meta.get("namespace") or args.namespace
-        try:
-            r = resolve(meta["name"], namespace, mmd.spec, _vllm_images(args.vllm_image))
-        except LayoutError as e:
-            print(f"error: {meta['name']}: {e}", file=sys.stderr)
-            return 1
-        owner = Owner(meta["name"], meta["uid"]) if meta.get("uid") else None
-        settings = OperatorSettings(download_image=args.download_image)
-        out += builders.render_all(r, owner, settings)
-        if mmd.spec.chatos.enabled:
-            ref = mmd.spec.chatos.configMapRef
-            notes.append(
-                f"# ChatOS: once {meta['name']} is ready, this entry is upserted into ConfigMap "
-                f"{ref.namespace or namespace}/{ref.name}, key {mmd.spec.chatos.key}:\n"
-                f"#   {json.dumps(builders.chatos_entry(r))}\n"
+            meta = mmd.metadata
+            namespace = meta.get("namespace") or args.namespace
+            if mmd.spec.cacheRef:
+                cache_name = mmd.spec.cacheRef.name
+                cache_spec = caches.get((namespace, cache_name))
+                if cache_spec is None:
+                    raise LayoutError("cacheRef", f"MiniMaxModelCache {cache_name} is not in {args.file}")
+            else:
+                cache_name, cache_spec = implicit_cache(mmd.spec)
+                out.append(
+                    {
+                        "apiVersion": f"{GROUP}/{VERSION}",
+                        "kind": CACHE_KIND,
+                        "metadata": {"name": cache_name, "namespace": namespace, "labels": implicit_cache_labels()},
+                        "spec": cache_spec.model_dump(exclude_defaults=True),
+                    }
+                )
+                render_cache(cache_name, namespace, cache_spec, None)
+            rc = resolve_cache(cache_name, namespace, cache_spec)
+            revision = rc.revision if re.fullmatch(r"[0-9a-f]{40}", rc.revision) else "COMMIT"
+            w = Weights(
+                cache=cache_name,
+                spec=cache_spec,
+                claim_name=rc.claim_name,
+                access_mode=rc.access_mode,
+                path=commit_folder(rc.repo, revision),
             )
+            r = resolve(meta["name"], namespace, mmd.spec, _vllm_images(args.vllm_image), w)
+            owner = Owner(meta["name"], meta["uid"]) if meta.get("uid") else None
+            out += builders.render_server(r, owner)
+            if revision == "COMMIT":
+                notes.append(
+                    f"# {meta['name']}: COMMIT is the commit {rc.revision} resolves to when the cache downloads it\n"
+                )
+            if mmd.spec.chatos.enabled:
+                ref = mmd.spec.chatos.configMapRef
+                notes.append(
+                    f"# ChatOS: once {meta['name']} is ready, this entry is upserted into ConfigMap "
+                    f"{ref.namespace or namespace}/{ref.name}, key {mmd.spec.chatos.key}:\n"
+                    f"#   {json.dumps(builders.chatos_entry(r))}\n"
+                )
+    except ValueError as e:  # pydantic's ValidationError and LayoutError
+        print(f"error: {args.file}: {e}", file=sys.stderr)
+        return 1
     sys.stdout.write(yaml.safe_dump_all(out, sort_keys=False, width=120))
     sys.stdout.write("".join(notes))
     return 0
@@ -185,8 +232,12 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", choices=["debug", "info", "warning"], default="info")
     run.set_defaults(func=cmd_run)
 
-    render = sub.add_parser("render", help="print the objects a MiniMaxDeployment becomes, offline")
-    render.add_argument("-f", "--file", required=True, help="YAML file with MiniMaxDeployment documents, or -")
+    render = sub.add_parser(
+        "render", help="print the objects MiniMaxDeployments and MiniMaxModelCaches become, offline"
+    )
+    render.add_argument(
+        "-f", "--file", required=True, help="YAML file with MiniMaxDeployment and MiniMaxModelCache documents, or -"
+    )
     render.add_argument("-n", "--namespace", default="default")
     render.add_argument("--download-image", default=DEFAULT_DOWNLOAD_IMAGE)
     render.add_argument("--vllm-image", action="append", default=[], metavar="PRESET=IMAGE")
@@ -204,6 +255,12 @@ def parser() -> argparse.ArgumentParser:
     d = sub.add_parser("download", help="fill a model folder from the Hugging Face Hub (the download Job runs this)")
     add_arguments(d)
     d.set_defaults(func=cmd_download)
+
+    from .download import add_prune_arguments, prune_main
+
+    pr = sub.add_parser("prune", help="remove commit folders no server uses (the cache's prune Job runs this)")
+    add_prune_arguments(pr)
+    pr.set_defaults(func=prune_main)
     return p
 
 

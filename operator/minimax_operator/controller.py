@@ -1,10 +1,12 @@
 """The control loop: watch caches feed a work queue served by a fixed pool of workers.
 
-Every change of an object the operator owns (found by its owner label), of a
+Every change of an object the operator owns (found by its owner or cache label), of a
 ResourceQuota in the namespace, of a ChatOS ConfigMap a resource registers in, and
-of the resource itself (kopf's watch, see handlers.py) queues that resource's key;
-the resync timer queues every key behind those. A worker reconciles from the caches,
-so a resource whose world has not changed costs no API request at all.
+of the resources themselves (kopf's watches, see handlers.py) queues that resource's
+key; the resync timer queues every key behind those. A worker reconciles from the
+caches, so a resource whose world has not changed costs no API request at all.
+A MiniMaxModelCache and the MiniMaxDeployments that serve it queue each other
+whenever one's status changes (a verified commit, a new user).
 """
 
 from __future__ import annotations
@@ -17,16 +19,21 @@ from typing import Any
 from kubernetes.client import ApiClient
 
 from . import cache as c
-from .api import GROUP
-from .builders import MANAGER
+from .api import CACHE_KIND
+from .builders import CACHE_LABEL, MANAGER, OWNER_LABEL
+from .cache_reconciler import CacheReconciler, served_weights, uses
 from .kube import CACHED_KINDS, Kube, api_kind, resource_path
+from .reconcile_base import Base
 from .reconciler import Reconciler
 from .workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 Key = tuple[str, str]
-OWNER_LABEL = f"{GROUP}/deployment"
+#: A work item: (kind, namespace, name).
+Item = tuple[str, str, str]
+DEPLOYMENT = "MiniMaxDeployment"
+RESOURCE_KINDS = (DEPLOYMENT, CACHE_KIND)
 MANAGED = f"app.kubernetes.io/managed-by={MANAGER}"
 
 #: kind -> (label selector, transform). PVCs and quotas are listed whole: an existing claim
@@ -39,7 +46,7 @@ _INFORMED: dict[str, tuple[str, Callable[[Obj], Obj]]] = {
     "Service": (MANAGED, c.strip),
     "ResourceQuota": ("", c.strip),
 }
-assert set(_INFORMED) | {"MiniMaxDeployment", "ConfigMap"} == CACHED_KINDS
+assert set(_INFORMED) | {DEPLOYMENT, CACHE_KIND, "ConfigMap"} == CACHED_KINDS
 
 
 class Cache:
@@ -118,7 +125,7 @@ class Cache:
 
 
 class Controller:
-    """Watch caches, the work queue and its workers around one Reconciler."""
+    """Watch caches, the work queue and its workers around the reconcilers of both kinds."""
 
     def __init__(
         self,
@@ -130,11 +137,13 @@ class Controller:
     ):
         self.reconciler = reconciler
         self.kube: Kube = reconciler.kube
+        self.caches = CacheReconciler(reconciler.kube, reconciler.settings, clock=reconciler.clock)
+        self.reconcilers: dict[str, Base] = {DEPLOYMENT: reconciler, CACHE_KIND: self.caches}
         self.queue = WorkQueue()
         self.cache = Cache(client, namespaces, self._changed)
         self.workers = workers
         self.resync_seconds = resync_seconds
-        self._failures: dict[Key, int] = {}
+        self._failures: dict[Item, int] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         #: ChatOS ConfigMap -> the resources registered in it (or about to be).
@@ -161,32 +170,57 @@ class Controller:
 
     # ---- triggers -------------------------------------------------------------------------
 
-    def resource_changed(self, body: Obj | None, namespace: str, name: str) -> None:
-        """The resource itself changed (kopf's watch): store it and look at it first."""
+    def resource_changed(self, kind: str, body: Obj | None, namespace: str, name: str) -> None:
+        """A resource itself changed (kopf's watch): store it and look at it first."""
+        store = self.cache.stores[kind]
         if body is None:
-            self.cache.stores["MiniMaxDeployment"].remove(namespace, name)
-            self._failures.pop((namespace, name), None)
+            gone = store.get(namespace, name)
+            store.remove(namespace, name)
+            self._failures.pop((kind, namespace, name), None)
+            if gone is not None:
+                self._related(kind, gone)  # a cache's users see it gone; a cache sees a user gone
             return
-        if self.cache.stores["MiniMaxDeployment"].put(body):  # not merely our own status write coming back
-            self.queue.add((namespace, name))
+        if store.put(body):  # not merely our own status write coming back
+            self.queue.add((kind, namespace, name))
+            self._related(kind, body)
+
+    def _related(self, kind: str, body: Obj) -> None:
+        """Queue the other side of a cache and its users."""
+        meta = body["metadata"]
+        ns = meta["namespace"]
+        if kind == DEPLOYMENT:
+            ref = ((body.get("spec") or {}).get("cacheRef") or {}).get("name")
+            for cache in {ref, (body.get("status") or {}).get("cache")} - {None}:
+                self.queue.add((CACHE_KIND, ns, str(cache)))
+        else:
+            for m in self.cache.stores[DEPLOYMENT].list(ns):
+                if uses(m, meta["name"]):
+                    self.queue.add((DEPLOYMENT, ns, m["metadata"]["name"]))
 
     def _changed(self, kind: str, obj: Obj) -> None:
         meta = obj["metadata"]
         ns = meta.get("namespace", "")
         if kind == "ResourceQuota":  # quota freed or changed: every resource of the namespace checks again
-            for key in self.cache.stores["MiniMaxDeployment"].all_keys():
-                if key[0] == ns:
-                    self.queue.add(key)
+            for resource_kind in RESOURCE_KINDS:
+                for key in self.cache.stores[resource_kind].all_keys():
+                    if key[0] == ns:
+                        self.queue.add((resource_kind, *key))
             return
         if kind == "ConfigMap":
             with self._guard:
                 users = list(self._chatos_users.get((ns, meta["name"]), ()))
             for key in users:
-                self.queue.add(key)
+                self.queue.add((DEPLOYMENT, *key))
             return
-        owner = (meta.get("labels") or {}).get(OWNER_LABEL)
-        if owner:
-            self.queue.add((ns, owner))
+        labels = meta.get("labels") or {}
+        if labels.get(OWNER_LABEL):
+            self.queue.add((DEPLOYMENT, ns, labels[OWNER_LABEL]))
+        if labels.get(CACHE_LABEL):
+            self.queue.add((CACHE_KIND, ns, labels[CACHE_LABEL]))
+        if kind == "Deployment":  # a server rolled: its cache may prune the commit it left
+            served = served_weights(obj).get("cache")
+            if served:
+                self.queue.add((CACHE_KIND, ns, str(served)))
 
     def _uses_configmap(self, resource: Key, configmap: Key) -> None:
         with self._guard:
@@ -194,28 +228,35 @@ class Controller:
 
     def _resync(self) -> None:
         while not self._stop.wait(self.resync_seconds):
-            for key in self.cache.stores["MiniMaxDeployment"].all_keys():
-                self.queue.add(key, urgent=False)
+            for kind in RESOURCE_KINDS:
+                for key in self.cache.stores[kind].all_keys():
+                    self.queue.add((kind, *key), urgent=False)
 
     # ---- workers --------------------------------------------------------------------------
 
     def _work(self) -> None:
         while True:
-            key = self.queue.get()
-            if key is None:
+            item = self.queue.get()
+            if item is None:
                 return
-            assert isinstance(key, tuple)
+            assert isinstance(item, tuple)
+            kind, ns, name = item
             try:
-                body = self.cache.stores["MiniMaxDeployment"].get(*key)
+                body = self.cache.stores[kind].get(ns, name)
                 if body is not None:
-                    after = self.reconciler.reconcile(body)
+                    reconciler = self.reconcilers[kind]
+                    after = reconciler.reconcile(body)
                     if after is not None:
-                        self.queue.add_after(key, after)
-                self._failures.pop(key, None)
+                        self.queue.add_after(item, after)
+                    if reconciler.status_changed:
+                        fresh = self.cache.stores[kind].get(ns, name)
+                        if fresh is not None:
+                            self._related(kind, fresh)
+                self._failures.pop(item, None)
             except Exception:  # a worker must survive any one resource
-                n = self._failures[key] = self._failures.get(key, 0) + 1
+                n = self._failures[item] = self._failures.get(item, 0) + 1
                 wait = min(60.0, 0.5 * 2**n)
-                log.exception("reconcile of %s/%s failed (attempt %d); again in %.0f s", *key, n, wait)
-                self.queue.add_after(key, wait)
+                log.exception("reconcile of %s %s/%s failed (attempt %d); again in %.0f s", kind, ns, name, n, wait)
+                self.queue.add_after(item, wait)
             finally:
-                self.queue.done(key)
+                self.queue.done(item)

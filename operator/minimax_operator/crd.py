@@ -103,61 +103,103 @@ def _definition(
     }
 
 
-def crd() -> dict[str, Any]:
-    """The whole CustomResourceDefinition object."""
-    spec_schema = openapi_schema(api.MiniMaxDeploymentSpec)
-    status_schema = openapi_schema(api.MiniMaxDeploymentStatus)
+READY_COLUMN = '.status.conditions[?(@.type=="Ready")].status'
+
+
+def _served_version(
+    spec_model: type[api._Model],
+    status_model: type[api._Model],
+    description: str,
+    columns: list[dict[str, Any]],
+    name_max: int,
+    name_message: str,
+) -> dict[str, Any]:
+    """The one served and stored version of a namespaced kind with a status subresource."""
+    status_schema = openapi_schema(status_model)
     # Status is written by the operator only; it carries no defaults that the API server would add.
     _strip_defaults(status_schema)
-    ready = '.status.conditions[?(@.type=="Ready")].status'
-    return _definition(
-        api.KIND,
-        api.PLURAL,
-        api.SINGULAR,
-        api.SHORT_NAMES,
-        "Namespaced",
-        [
-            {
-                "name": api.VERSION,
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "additionalPrinterColumns": [
-                    {"name": "Model", "type": "string", "jsonPath": ".status.model"},
-                    {"name": "TP", "type": "integer", "jsonPath": ".status.tensorParallelSize"},
-                    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-                    {"name": "Ready", "type": "string", "jsonPath": ready},
-                    {"name": "Download", "type": "string", "jsonPath": ".status.download.progress"},
-                    {"name": "Endpoint", "type": "string", "jsonPath": ".status.endpoint"},
-                    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-                ],
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "description": (
-                            "MiniMaxDeployment serves a MiniMax open-weight model with vLLM on "
-                            "the cluster's GPUs and registers it in ChatOS."
-                        ),
-                        "properties": {
-                            "apiVersion": {"type": "string"},
-                            "kind": {"type": "string"},
-                            "metadata": {"type": "object"},
-                            "spec": spec_schema,
-                            "status": status_schema,
-                        },
-                        "required": ["spec"],
-                        "x-kubernetes-validations": [
-                            {
-                                "rule": f"size(self.metadata.name) <= {api.NAME_MAX} && "
-                                f"self.metadata.name.matches('{api.NAME_PATTERN}')",
-                                "message": api.NAME_RULE_MESSAGE,
-                            }
-                        ],
-                    }
-                },
-            }
+    return {
+        "name": api.VERSION,
+        "served": True,
+        "storage": True,
+        "subresources": {"status": {}},
+        "additionalPrinterColumns": [
+            *columns,
+            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
         ],
+        "schema": {
+            "openAPIV3Schema": {
+                "type": "object",
+                "description": description,
+                "properties": {
+                    "apiVersion": {"type": "string"},
+                    "kind": {"type": "string"},
+                    "metadata": {"type": "object"},
+                    "spec": openapi_schema(spec_model),
+                    "status": status_schema,
+                },
+                "required": ["spec"],
+                "x-kubernetes-validations": [
+                    {
+                        "rule": f"size(self.metadata.name) <= {name_max} && "
+                        f"self.metadata.name.matches('{api.NAME_PATTERN}')",
+                        "message": name_message,
+                    }
+                ],
+            }
+        },
+    }
+
+
+def crd() -> dict[str, Any]:
+    """The MiniMaxDeployment CRD."""
+    version = _served_version(
+        api.MiniMaxDeploymentSpec,
+        api.MiniMaxDeploymentStatus,
+        "MiniMaxDeployment serves a MiniMax open-weight model with vLLM on the cluster's GPUs and registers it in "
+        "ChatOS.",
+        [
+            {"name": "Model", "type": "string", "jsonPath": ".status.model"},
+            {"name": "TP", "type": "integer", "jsonPath": ".status.tensorParallelSize"},
+            {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+            {"name": "Ready", "type": "string", "jsonPath": READY_COLUMN},
+            {"name": "Download", "type": "string", "jsonPath": ".status.download.progress"},
+            {"name": "Endpoint", "type": "string", "jsonPath": ".status.endpoint"},
+        ],
+        api.NAME_MAX,
+        api.NAME_RULE_MESSAGE,
     )
+    return _definition(api.KIND, api.PLURAL, api.SINGULAR, api.SHORT_NAMES, "Namespaced", [version])
+
+
+def cache_crd() -> dict[str, Any]:
+    """The MiniMaxModelCache CRD."""
+    version = _served_version(
+        api.MiniMaxModelCacheSpec,
+        api.MiniMaxModelCacheStatus,
+        "MiniMaxModelCache holds the verified weights of one model in a PersistentVolumeClaim, one folder per "
+        "commit, shared by the MiniMaxDeployments of its namespace.",
+        [
+            {"name": "Repo", "type": "string", "jsonPath": ".status.repo"},
+            {"name": "Revision", "type": "string", "jsonPath": ".status.revision"},
+            {"name": "Commit", "type": "string", "jsonPath": ".status.commit", "priority": 1},
+            {"name": "Size", "type": "string", "jsonPath": ".status.size"},
+            {"name": "Progress", "type": "string", "jsonPath": ".status.download.progress"},
+            {"name": "Users", "type": "integer", "jsonPath": ".status.userCount"},
+            {"name": "Ready", "type": "string", "jsonPath": READY_COLUMN},
+        ],
+        api.NAME_MAX - 8,
+        "metadata.name must be a DNS-1035 label of at most 55 characters, because it names the cache's claim "
+        "(NAME-weights) and labels",
+    )
+    return _definition(
+        api.CACHE_KIND, api.CACHE_PLURAL, api.CACHE_SINGULAR, api.CACHE_SHORT_NAMES, "Namespaced", [version]
+    )
+
+
+def cache_crd_yaml() -> str:
+    header = "# Generated by `minimax-operator manifests` from operator/minimax_operator/api.py. Do not edit.\n"
+    return header + yaml.safe_dump(cache_crd(), sort_keys=False, width=120)
 
 
 def policy_crd() -> dict[str, Any]:

@@ -25,6 +25,7 @@ import http.client
 import importlib.util
 import json
 import os
+import re
 import shutil
 import sys
 import threading
@@ -60,7 +61,16 @@ class RemoteFile:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repo", required=True, help="Hugging Face repo, org/name")
     p.add_argument("--revision", default=None, help="commit, branch or tag (default main)")
-    p.add_argument("--dest", required=True, help="model folder to fill")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument(
+        "--root", help="the claim's mount: the commit is downloaded into ROOT/revisions/ORG/NAME/COMMIT"
+    )
+    target.add_argument("--dest", help="one model folder to fill (download Jobs of releases before model caches)")
+    p.add_argument(
+        "--legacy-dir",
+        default=None,
+        help="folder under ROOT where releases before model caches kept the repo: adopted when it holds the commit",
+    )
     p.add_argument("--claim-mount", default=None, help="mount point of the PVC, for the free-space check")
     p.add_argument("--allow-pattern", action="append", default=[], help="only files matching (repeat)")
     p.add_argument("--endpoint", default=os.environ.get("HF_ENDPOINT"), help="Hub or mirror URL (HF_ENDPOINT)")
@@ -69,8 +79,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stall-seconds", type=float, default=600.0, help="give up (and let the Job retry) after this")
     p.add_argument(
         "--server-cache",
-        default=None,
-        help="folder on the claim for the server's compile and kernel caches: created writable for any user",
+        action="append",
+        default=[],
+        help="folder on the claim for a server's compile and kernel caches: created writable for any user (repeat)",
     )
 
 
@@ -269,24 +280,46 @@ def _present_bytes(dest: Path, files: list[RemoteFile]) -> int:
     return total
 
 
-def _drop_unresumable_partials(dest: Path) -> None:
+def _drop_unresumable_partials(hf_home: Path) -> None:
     """huggingface_hub names its partial files per process, so a new pod can never resume them:
     remove what killed pods left, before it fills the volume."""
-    partial = dest / ".cache" / "huggingface" / "download"
+    partial = hf_home / "download"
     if partial.is_dir():
         for p in partial.rglob("*.incomplete"):
             p.unlink(missing_ok=True)
 
 
-def check_space(dest: Path, mount: Path, files: list[RemoteFile]) -> None:
+def check_space(dest: Path, mount: Path, files: list[RemoteFile], kept: list[dict[str, Any]] | None = None) -> None:
+    """Refuse before downloading a byte when the claim cannot hold the commit, with the numbers."""
     need = sum(f.size for f in files) - _present_bytes(dest, files)
     free = shutil.disk_usage(mount).free
     if need > free:
+        others = ""
+        if kept:
+            listed = ", ".join(f"{k['commit'][:12]} ({k.get('bytes', 0) / 1e9:.1f} GB)" for k in kept)
+            others = f"; the claim keeps {listed} until no server uses it, so a revision switch needs room for both"
         raise DownloadError(
             "InsufficientStorage",
-            f"{need / 1e9:.1f} GB still to download but only {free / 1e9:.1f} GB free in the PVC: "
-            "raise spec.storage.size",
+            f"{need / 1e9:.1f} GB still to download but only {free / 1e9:.1f} GB free in the PVC{others}: "
+            "raise spec.storage.size (or use a larger existing claim)",
         )
+
+
+def verified_folders(root: Path, repo: str, legacy_dir: str | None) -> list[dict[str, Any]]:
+    """Every folder of `repo` in the claim whose completion marker says which commit it holds."""
+    found = []
+    candidates = [legacy_dir] if legacy_dir else []
+    revisions = root / "revisions" / repo
+    if revisions.is_dir():
+        candidates += [f"revisions/{repo}/{p.name}" for p in sorted(revisions.iterdir()) if p.is_dir()]
+    for rel in candidates:
+        try:
+            marker = json.loads((root / rel / MARKER).read_text())
+        except (OSError, ValueError):
+            continue
+        if marker.get("repo") in (None, repo) and marker.get("revision"):
+            found.append({"commit": marker["revision"], "path": rel, "bytes": marker.get("bytes")})
+    return found
 
 
 class Progress(threading.Thread):
@@ -361,13 +394,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     files = _selected(all_files, args.allow_pattern)
     if not files:
         raise DownloadError("NoFiles", f"no file of {args.repo} matches spec.download.allowPatterns")
-    dest = Path(args.dest)
+    result: dict[str, Any] = {"revision": commit, "filesTotal": len(files), "bytesTotal": sum(f.size for f in files)}
+    kept: list[dict[str, Any]] = []
+    if args.root:
+        root = Path(args.root)
+        found = verified_folders(root, args.repo, args.legacy_dir)
+        result["found"] = found
+        rel = f"revisions/{args.repo}/{commit}"
+        if args.legacy_dir and _already_complete(root / args.legacy_dir, commit, files):
+            # Filled by a release before model caches: adopted where it is, not downloaded again.
+            return {**result, "path": args.legacy_dir, "skipped": True}
+        dest = root / rel
+        result["path"] = rel
+        kept = [f for f in found if f["path"] != rel]
+        cache_home = root / ".cache" / "huggingface"
+    else:
+        dest = Path(args.dest)
+        cache_home = dest / ".cache" / "huggingface"
     dest.mkdir(parents=True, exist_ok=True)
-    result = {"revision": commit, "filesTotal": len(files), "bytesTotal": sum(f.size for f in files)}
     if _already_complete(dest, commit, files):
         return {**result, "skipped": True}
-    _drop_unresumable_partials(dest)
-    check_space(dest, Path(args.claim_mount or dest), files)
+    _drop_unresumable_partials(cache_home)
+    check_space(dest, Path(args.claim_mount or args.root or dest), files, kept)
     started = time.monotonic()
     progress = Progress(dest, files, commit, args.progress_interval, args.stall_seconds)
     progress.start()
@@ -423,11 +471,83 @@ def prepare_server_cache(path: str | None) -> None:
 
 def main(args: argparse.Namespace) -> int:
     try:
-        prepare_server_cache(getattr(args, "server_cache", None))
+        for folder in getattr(args, "server_cache", None) or []:
+            prepare_server_cache(folder)
         result = run(args)
     except DownloadError as e:
         print(f"error: {e}", file=sys.stderr)
         _terminate({"reason": e.reason, "message": e.message})
         return 1
     _terminate(result)
+    return 0
+
+
+# ---- prune ----------------------------------------------------------------------------------
+
+_COMMIT_FOLDER = re.compile(r"^revisions/[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*/[0-9a-f]{40}$")
+
+
+def prune(root: Path, rel: str) -> int:
+    """Remove one verified folder the operator says no server uses; returns the bytes freed.
+
+    Only folders that carry our completion marker, inside the claim: a commit folder
+    (`revisions/ORG/NAME/COMMIT`) goes whole; a folder of a release before model caches
+    loses only the files its marker lists (anything a person put beside them stays).
+    """
+    base = root.resolve()
+    folder = (root / rel).resolve()
+    if base not in folder.parents:
+        raise DownloadError("InvalidPath", f"{rel} is not inside {root}")
+    marker_path = folder / MARKER
+    if not folder.is_dir():
+        return 0  # gone already: pruning is idempotent
+    try:
+        marker = json.loads(marker_path.read_text())
+    except (OSError, ValueError):
+        raise DownloadError("NotAModelFolder", f"{rel} has no completion marker: left alone") from None
+    freed = 0
+    if _COMMIT_FOLDER.match(rel):
+        for p in folder.rglob("*"):
+            if p.is_file():
+                freed += p.stat().st_size
+        shutil.rmtree(folder)
+    else:
+        for name in [*marker.get("files", []), VERIFIED]:
+            p = (folder / name).resolve()
+            if folder in p.parents and p.is_file():
+                freed += p.stat().st_size
+                p.unlink()
+        shutil.rmtree(folder / ".minimax-partial", ignore_errors=True)
+        marker_path.unlink()
+        for d in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                d.rmdir()  # only empty ones
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+    parent = folder.parent
+    while parent != base and base in parent.parents:
+        try:
+            parent.rmdir()  # empty revision folders of the repo
+        except OSError:
+            break
+        parent = parent.parent
+    return freed
+
+
+def add_prune_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root", required=True, help="the claim's mount")
+    p.add_argument("--path", action="append", default=[], help="folder to remove, relative to ROOT (repeat)")
+
+
+def prune_main(args: argparse.Namespace) -> int:
+    freed, removed = 0, []
+    try:
+        for rel in args.path:
+            freed += prune(Path(args.root), rel)
+            removed.append(rel)
+    except DownloadError as e:
+        print(f"error: {e}", file=sys.stderr)
+        _terminate({"reason": e.reason, "message": e.message, "removed": removed})
+        return 1
+    _terminate({"removed": removed, "bytesFreed": freed})
     return 0

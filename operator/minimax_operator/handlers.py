@@ -14,8 +14,9 @@ from typing import Any
 
 import kopf
 
-from .api import GROUP, PLURAL, VERSION
-from .controller import Controller
+from .api import CACHE_KIND, CACHE_PLURAL, GROUP, PLURAL, VERSION
+from .cache_reconciler import CacheInUse
+from .controller import DEPLOYMENT, Controller
 from .reconciler import FINALIZER, UnregisterBlocked
 
 log = logging.getLogger(__name__)
@@ -41,14 +42,29 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
         )
         return info
 
-    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
-    async def on_resource(type: str | None, body: kopf.Body, **_: Any) -> None:
+    def _changed(kind: str, type_: str | None, body: kopf.Body) -> None:
         meta = body.metadata
         obj = None
-        if type != "DELETED":
+        if type_ != "DELETED":
             obj = dict(body)  # kopf's own dict stays as it is: a copy without managedFields for the cache
             obj["metadata"] = {k: v for k, v in obj["metadata"].items() if k != "managedFields"}
-        controller.resource_changed(obj, str(meta.namespace), str(meta.name))
+        controller.resource_changed(kind, obj, str(meta.namespace), str(meta.name))
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    async def on_resource(type: str | None, body: kopf.Body, **_: Any) -> None:
+        _changed(DEPLOYMENT, type, body)
+
+    @kopf.on.event(GROUP, VERSION, CACHE_PLURAL, registry=registry)
+    async def on_cache(type: str | None, body: kopf.Body, **_: Any) -> None:
+        _changed(CACHE_KIND, type, body)
+
+    # Held while servers use the weights; checked again every few seconds (kopf's retry).
+    @kopf.on.delete(GROUP, VERSION, CACHE_PLURAL, registry=registry, backoff=3)
+    def on_cache_delete(body: kopf.Body, **_: Any) -> None:
+        try:
+            controller.caches.finalize(dict(body))
+        except CacheInUse as e:
+            raise kopf.TemporaryError(str(e), delay=5) from e
 
     # Retried every few seconds until the ChatOS entry is provably gone (kopf's default is 60 s).
     @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, backoff=3)

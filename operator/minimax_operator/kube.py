@@ -18,7 +18,7 @@ import kubernetes
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from .api import GROUP, PLURAL, VERSION
+from .api import CACHE_KIND, CACHE_PLURAL, GROUP, PLURAL, VERSION
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +35,23 @@ _PATHS: dict[str, tuple[str, str]] = {
     "Job": ("/apis/batch/v1", "jobs"),
     "Deployment": ("/apis/apps/v1", "deployments"),
     "MiniMaxDeployment": (f"/apis/{GROUP}/{VERSION}", PLURAL),
+    CACHE_KIND: (f"/apis/{GROUP}/{VERSION}", CACHE_PLURAL),
 }
 
 
 #: Kinds read from the watch caches once the controller runs (controller.Cache).
 CACHED_KINDS = frozenset(
-    {"MiniMaxDeployment", "PersistentVolumeClaim", "Job", "Pod", "Deployment", "Service", "ResourceQuota", "ConfigMap"}
+    {
+        "MiniMaxDeployment",
+        CACHE_KIND,
+        "PersistentVolumeClaim",
+        "Job",
+        "Pod",
+        "Deployment",
+        "Service",
+        "ResourceQuota",
+        "ConfigMap",
+    }
 )
 #: Cached by the operator's labels only: a miss may be someone else's object of that name, so a
 #: miss is confirmed by the API (only before a create, or while a name is taken: never at idle).
@@ -275,14 +286,27 @@ class Kube:
         self._remember(result)
         return result
 
-    def patch_status(self, namespace: str, name: str, status: Obj) -> None:
+    def patch_status(self, kind: str, namespace: str, name: str, status: Obj) -> None:
         result = self._call(
             "PATCH",
-            _path("MiniMaxDeployment", namespace, name, "status"),
+            _path(kind, namespace, name, "status"),
             body={"status": status},
             content_type="application/merge-patch+json",
         )
         self._remember(result)
+
+    def merge_patch(self, obj: Obj, patch: Obj) -> Obj:
+        """A JSON merge patch of `obj`, only if it is still the version read (resourceVersion)."""
+        meta = obj["metadata"]
+        body = {**patch, "metadata": {**patch.get("metadata", {}), "resourceVersion": meta["resourceVersion"]}}
+        result: Obj = self._call(
+            "PATCH",
+            _path(obj["kind"], meta["namespace"], meta["name"]),
+            body=body,
+            content_type="application/merge-patch+json",
+        )
+        self._remember(result)
+        return result
 
     def event(self, owner: Obj, event_type: str, reason: str, message: str) -> None:
         """A core/v1 Event on the MiniMaxDeployment, as `kubectl describe` shows them."""

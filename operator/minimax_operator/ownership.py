@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import builders
+from .api import KIND
 from .builders import Owner
 
 Obj = dict[str, Any]
@@ -36,7 +37,8 @@ def ours(have: Obj, owner: Owner, want: Obj, old_status: Obj | None = None) -> b
         return False  # another object's claim
     labels = have["metadata"].get("labels") or {}
     wanted = want["metadata"]["labels"]
-    same_resource = all(labels.get(k) == wanted[k] for k in ("app.kubernetes.io/managed-by", builders.OWNER_LABEL))
+    holder = builders.CACHE_LABEL if builders.CACHE_LABEL in wanted else builders.OWNER_LABEL
+    same_resource = all(labels.get(k) == wanted[k] for k in ("app.kubernetes.io/managed-by", holder))
     if not same_resource:
         return False
     if builders.MODEL_LABEL in labels:
@@ -45,18 +47,19 @@ def ours(have: Obj, owner: Owner, want: Obj, old_status: Obj | None = None) -> b
     return bool(old_status and (old_status.get("download") or {}).get("jobName"))
 
 
-def conflict_message(kind: str, obj: Obj, pvc_hint: bool = False) -> str:
+def conflict_message(kind: str, obj: Obj, pvc_hint: bool = False, owner_kind: str = KIND) -> str:
     meta = obj["metadata"]
     refs = [f"{r.get('kind')}/{r.get('name')}" for r in meta.get("ownerReferences") or [] if r.get("controller")]
     by = f", controlled by {refs[0]}" if refs else ""
+    label = builders.CACHE_LABEL if owner_kind != KIND else builders.OWNER_LABEL
     hint = (
-        f" (a retained weights claim is re-used only when its labels {builders.OWNER_LABEL} and "
+        f" (a retained weights claim is re-used only when its labels {label} and "
         f"{builders.MODEL_LABEL} name this resource and its model)"
         if pvc_hint
         else ""
     )
     return (
-        f"{kind} {meta['namespace']}/{meta['name']} exists and is not controlled by this MiniMaxDeployment{by}{hint}; "
+        f"{kind} {meta['namespace']}/{meta['name']} exists and is not controlled by this {owner_kind}{by}{hint}; "
         "the operator never changes it: rename this resource or remove that object"
     )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .api import GROUP, PLURAL
+from .api import CACHE_PLURAL, GROUP, PLURAL
 
 Rule = dict[str, Any]
 
@@ -24,7 +24,11 @@ NAMESPACED_RULES: list[Rule] = [
     # kopf watches the resources, patches finalizers; the reconciler reads them.
     {"apiGroups": [GROUP], "resources": [PLURAL], "verbs": ["get", "list", "watch", "patch"]},
     {"apiGroups": [GROUP], "resources": [f"{PLURAL}/status"], "verbs": ["get", "patch"]},
-    # Server-side apply of the PVC and Service (create on first apply); watched (the controller's caches).
+    # Model caches: watched like the resources; created for resources without spec.cacheRef.
+    {"apiGroups": [GROUP], "resources": [CACHE_PLURAL], "verbs": ["get", "list", "watch", "create", "patch"]},
+    {"apiGroups": [GROUP], "resources": [f"{CACHE_PLURAL}/status"], "verbs": ["get", "patch"]},
+    # Server-side apply of the PVC and Service (create on first apply); watched (the controller's caches);
+    # a claim an older release made for a resource is handed to its cache (owner reference, patch).
     {
         "apiGroups": [""],
         "resources": ["persistentvolumeclaims", "services"],

@@ -15,7 +15,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from .api import NAME_MAX, NAME_PATTERN, NAME_RULE_MESSAGE, MiniMaxDeploymentSpec
+from .api import NAME_MAX, NAME_PATTERN, NAME_RULE_MESSAGE, MiniMaxDeploymentSpec, MiniMaxModelCacheSpec
 from .presets import PRESETS, Preset
 
 MODELS_MOUNT = "/models"
@@ -54,6 +54,18 @@ class Resolved:
     model_dir: str
     #: Access mode of the weights claim: the spec's, or the existing claim's once observed.
     claim_access_mode: str | None = None
+    #: The download settings of the weights served (the cache's), part of the weights' identity.
+    allow_patterns: tuple[str, ...] = ()
+    endpoint_url: str | None = None
+    #: Other MiniMaxDeployments whose servers share this ReadWriteOnce claim (pinned to one node).
+    claim_neighbours: tuple[str, ...] = ()
+    #: The MiniMaxModelCache the weights come from.
+    cache: str | None = None
+
+    @property
+    def weights_path(self) -> str:
+        """Folder of the weights, relative to the claim's root."""
+        return self.model_dir.removeprefix(f"{MODELS_MOUNT}/")
 
     @property
     def model_label(self) -> str:
@@ -74,15 +86,28 @@ class Resolved:
 
     @property
     def weights_key(self) -> str:
-        """Identity of the weights wanted: a change downloads again."""
-        d = self.spec.download
+        """Identity of the weights served (on the server's pod template: a change rolls it).
+
+        A commit's folder names its bytes; the one folder of releases before model caches
+        did not, so there the repo, revision and download settings stand in, exactly as
+        those releases wrote it (an upgrade must not roll a server for nothing).
+        """
+        if self.weights_path.startswith("revisions/"):
+            return hashlib.sha256(json.dumps([self.claim_name, self.model_dir]).encode()).hexdigest()[:10]
         blob = json.dumps(
-            [self.repo, self.revision or "main", sorted(d.allowPatterns), d.endpoint, self.claim_name, self.model_dir]
+            [
+                self.repo,
+                self.revision or "main",
+                sorted(self.allow_patterns),
+                self.endpoint_url,
+                self.claim_name,
+                self.model_dir,
+            ]
         )
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
-def _storage_size(preset: Preset | None, spec: MiniMaxDeploymentSpec) -> str:
+def _storage_size(preset: Preset | None, spec: MiniMaxDeploymentSpec | MiniMaxModelCacheSpec) -> str:
     if spec.storage.existingClaim:
         return ""  # the claim keeps its own size (the CRD refuses size with existingClaim)
     if spec.storage.size:
@@ -94,16 +119,50 @@ def _storage_size(preset: Preset | None, spec: MiniMaxDeploymentSpec) -> str:
     return f"{gib}Gi"
 
 
+@dataclass(frozen=True)
+class Weights:
+    """The weights a MiniMaxDeployment serves, as its MiniMaxModelCache reports them."""
+
+    cache: str
+    spec: MiniMaxModelCacheSpec
+    claim_name: str
+    access_mode: str | None = None
+    #: Folder of the verified commit, relative to the claim's root; None before one is verified.
+    path: str | None = None
+    commit: str | None = None
+
+
 def resolve(
-    name: str, namespace: str, spec: MiniMaxDeploymentSpec, vllm_images: dict[str, str] | None = None
+    name: str,
+    namespace: str,
+    spec: MiniMaxDeploymentSpec,
+    vllm_images: dict[str, str] | None = None,
+    weights: Weights | None = None,
 ) -> Resolved:
-    """Effective settings, or LayoutError naming the field to change."""
+    """Effective settings, or LayoutError naming the field to change.
+
+    `weights`: the cache the resource serves from (its repo and claim win); without it (offline
+    render, a resource whose cache is not known yet) the resource's own spec stands in.
+    """
     if len(name) > NAME_MAX or not re.match(NAME_PATTERN, name):
         raise LayoutError("metadata.name", NAME_RULE_MESSAGE.removeprefix("metadata.name "))
-    preset = PRESETS.get(spec.model) if spec.model else None
+    model = spec.model or (weights.spec.model if weights and not spec.repo else None)
+    preset = PRESETS.get(model) if model else None
     repo = spec.repo or (preset.repo if preset else "")
+    if not repo and weights:
+        repo = weights.spec.repo or ""
     if not repo:
+        if spec.cacheRef:
+            raise LayoutError("cacheRef", f"MiniMaxModelCache {spec.cacheRef.name} is not known yet")
         raise LayoutError("model", "set a preset in spec.model or a Hugging Face repo in spec.repo")
+    if weights is not None:
+        cache_repo = weights.spec.repo or (PRESETS[weights.spec.model].repo if weights.spec.model else "")
+        if cache_repo != repo:
+            raise LayoutError(
+                "cacheRef",
+                f"MiniMaxModelCache {weights.cache} holds {cache_repo}, but this resource serves {repo}: "
+                "name a cache of the same repo",
+            )
     tp = spec.tensorParallelSize or (preset.tensor_parallel_size if preset else 1)
     ep = spec.expertParallel if spec.expertParallel is not None else (preset.expert_parallel if preset else False)
     image = (
@@ -114,14 +173,24 @@ def resolve(
     if not image:
         raise LayoutError("vllm.image", "a custom repo needs an explicit vLLM image")
     served = spec.servedModelName or (preset.name if preset else repo.split("/", 1)[1])
-    claim = spec.storage.existingClaim or f"{name}-weights"
+    if weights is not None:
+        source = weights.spec
+        claim, mode, revision = weights.claim_name, weights.access_mode, source.revision
+        size = ""
+    else:
+        source = MiniMaxModelCacheSpec(storage=spec.storage, download=spec.download, revision=spec.revision)
+        claim = spec.storage.existingClaim or f"{name}-weights"
+        mode = None if spec.storage.existingClaim else spec.storage.accessMode
+        revision = spec.revision
+        size = "" if spec.cacheRef else _storage_size(preset, spec)
+    folder = weights.path if weights is not None and weights.path else legacy_folder(repo)
     resolved = Resolved(
         name=name,
         namespace=namespace,
         spec=spec,
         preset=preset,
         repo=repo,
-        revision=spec.revision,
+        revision=revision,
         served_model_name=served,
         tensor_parallel_size=tp,
         expert_parallel=ep,
@@ -129,15 +198,112 @@ def resolve(
         flags=preset.flags if preset else (),
         max_model_len=spec.maxModelLen,
         startup_timeout_seconds=spec.vllm.startupTimeoutSeconds or (preset.startup_timeout_seconds if preset else 3600),
-        storage_size=_storage_size(preset, spec),
+        storage_size=size,
         claim_name=claim,
-        model_dir=f"{MODELS_MOUNT}/{repo}",
-        claim_access_mode=None if spec.storage.existingClaim else spec.storage.accessMode,
+        model_dir=f"{MODELS_MOUNT}/{folder}",
+        claim_access_mode=mode,
+        allow_patterns=tuple(source.download.allowPatterns),
+        endpoint_url=source.download.endpoint,
+        cache=weights.cache if weights is not None else None,
     )
     check_layout(resolved)
-    if not spec.storage.existingClaim:
-        check_storage(resolved, [spec.storage.accessMode])
+    if mode:
+        check_storage(resolved, [mode])
     return resolved
+
+
+def legacy_folder(repo: str) -> str:
+    """Where v1alpha1 before model caches kept a repo's weights: one folder, any revision."""
+    return repo
+
+
+def commit_folder(repo: str, commit: str) -> str:
+    """One folder per verified commit, relative to the claim's root."""
+    return f"revisions/{repo}/{commit}"
+
+
+@dataclass(frozen=True)
+class ResolvedCache:
+    """Effective settings of one MiniMaxModelCache."""
+
+    name: str
+    namespace: str
+    spec: MiniMaxModelCacheSpec
+    repo: str
+    storage_size: str
+    claim_name: str
+    #: The spec's access mode, or the existing claim's once observed.
+    access_mode: str | None
+
+    @property
+    def revision(self) -> str:
+        return self.spec.revision or "main"
+
+    @property
+    def key(self) -> str:
+        """Identity of what is downloaded: a change starts a new download Job."""
+        d = self.spec.download
+        blob = json.dumps([self.repo, self.revision, sorted(d.allowPatterns), d.endpoint, self.claim_name])
+        return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+CACHE_NAME_MAX = NAME_MAX - 8  # room for "-weights" in the claim's name
+
+
+def resolve_cache(name: str, namespace: str, spec: MiniMaxModelCacheSpec) -> ResolvedCache:
+    """Effective settings of a cache, or LayoutError naming the field to change."""
+    if len(name) > CACHE_NAME_MAX or not re.match(NAME_PATTERN, name):
+        raise LayoutError("metadata.name", f"must be a DNS-1035 label of at most {CACHE_NAME_MAX} characters")
+    preset = PRESETS.get(spec.model) if spec.model else None
+    repo = spec.repo or (preset.repo if preset else "")
+    if not repo:
+        raise LayoutError("model", "set a preset in spec.model or a Hugging Face repo in spec.repo")
+    return ResolvedCache(
+        name=name,
+        namespace=namespace,
+        spec=spec,
+        repo=repo,
+        storage_size=_storage_size(preset, spec),
+        claim_name=spec.storage.existingClaim or f"{name}-weights",
+        access_mode=None if spec.storage.existingClaim else spec.storage.accessMode,
+    )
+
+
+def implicit_cache(spec: MiniMaxDeploymentSpec, legacy_claim: str | None = None) -> tuple[str, MiniMaxModelCacheSpec]:
+    """The cache a resource without spec.cacheRef shares with every resource of the same weights.
+
+    Its name is derived from what decides the bytes and where they live (repo, revision,
+    mirror, patterns, storage), so that two resources of one model find the same cache and a
+    resource that wants other weights or storage gets its own. `legacy_claim`: the claim an
+    older operator filled for this very resource, adopted as the cache's existing claim.
+    """
+    storage = (
+        spec.storage.model_copy(update={"existingClaim": legacy_claim, "size": None})
+        if legacy_claim
+        else (spec.storage)
+    )
+    cache = MiniMaxModelCacheSpec(
+        model=spec.model, repo=spec.repo, revision=spec.revision, storage=storage, download=spec.download
+    )
+    preset = PRESETS.get(spec.model) if spec.model else None
+    repo = spec.repo or (preset.repo if preset else "")
+    identity = json.dumps(
+        [
+            repo,
+            spec.revision or "main",
+            spec.download.endpoint,
+            sorted(spec.download.allowPatterns),
+            storage.size,
+            storage.storageClassName,
+            storage.accessMode,
+            storage.existingClaim,
+        ]
+    )
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:8]
+    slug = re.sub(r"[^a-z0-9]+", "-", repo.split("/", 1)[-1].lower()).strip("-") or "model"
+    if not slug[0].isalpha():
+        slug = "m-" + slug
+    return f"{slug[: CACHE_NAME_MAX - 9].rstrip('-')}-{digest}", cache
 
 
 def check_storage(r: Resolved, access_modes: list[str]) -> None:

@@ -22,7 +22,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .support import ROOT, Cluster, Operator, wait_for
+from tests.fakehub import FakeHub, make_files
+
+from .support import ROOT, Cluster, Executor, Operator, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -83,6 +85,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     c.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
     c.kubectl("wait", "--for=condition=Established", "crd/minimaxdeployments.minimax.chatos.io")
     c.kubectl("wait", "--for=condition=Established", "crd/minimaxpolicies.minimax.chatos.io")
+    c.kubectl("wait", "--for=condition=Established", "crd/minimaxmodelcaches.minimax.chatos.io")
     # Extra 8-GPU nodes, so that dozens of small models fit at once.
     extra = []
     for i in range(4):
@@ -125,10 +128,20 @@ def start_operator(
 
 
 @pytest.fixture(scope="session")
-def operator(operator_kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
+def operator(
+    cluster: Cluster, operator_kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Operator]:
     """One operator for the session, watching e2e-* namespaces."""
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     op = start_operator(operator_kubeconfig, log, ["e2e-*"], "--allow-chatos-namespace", "e2e-shared-chatos")
+    # Leading is not yet watching: kopf finds glob-matched namespaces through its own namespace
+    # watch, and one created while it starts can wait for minutes. Start once a new one is seen.
+    warmup = f"e2e-warmup-{secrets.token_hex(2)}"
+    cluster.kubectl("create", "namespace", warmup)
+    cluster.create_mmd(warmup, "warmup", {"model": "MiniMax-M2.5", "tensorParallelSize": 8})  # never downloads
+    wait_for(lambda: (cluster.mmd(warmup, "warmup").get("status") or {}).get("phase"), 180, what="operator watching")
+    cluster.delete_mmd(warmup, "warmup")
+    cluster.kubectl("delete", "namespace", warmup, "--wait=false")
     yield op
     op.stop()
 
@@ -144,3 +157,21 @@ def ns(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
     # Resources first, while the operator still runs to finalize them; then the namespace.
     cluster.kubectl("delete", "mmd", "--all", "-n", name, "--timeout=60s", check=False)
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[FakeHub]:
+    files = make_files(tmp_path / "src", 2, 1 << 20)
+    with FakeHub() as h:
+        h.add_repo("MiniMaxAI/Tiny", files)
+        h.add_repo("MiniMaxAI/Gated", files, token="hf_good", gated=True)
+        yield h
+
+
+@pytest.fixture
+def executor(cluster: Cluster, ns: str, tmp_path: Path) -> Iterator[Executor]:
+    ex = Executor(cluster, ns, tmp_path / "volumes")
+    ex.start()
+    yield ex
+    ex.stop.set()
+    ex.join()

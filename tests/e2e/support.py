@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -9,6 +10,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -23,6 +25,7 @@ from kubernetes.client.exceptions import ApiException
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS_BIN = subprocess.run([str(ROOT / "hack" / "tools.sh")], check=True, capture_output=True, text=True).stdout.strip()
 GROUP, VERSION, PLURAL = "minimax.chatos.io", "v1alpha1", "minimaxdeployments"
+CACHE_PLURAL = "minimaxmodelcaches"
 T = TypeVar("T")
 
 
@@ -94,6 +97,46 @@ class Cluster:
 
     def delete_mmd(self, ns: str, name: str) -> None:
         self.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
+
+    # MiniMaxModelCaches ---------------------------------------------------------------------
+
+    def mmc(self, ns: str, name: str) -> dict[str, Any]:
+        obj: dict[str, Any] = self.custom.get_namespaced_custom_object(GROUP, VERSION, ns, CACHE_PLURAL, name)
+        return obj
+
+    def create_mmc(self, ns: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "MiniMaxModelCache", "metadata": {"name": name}}
+        obj: dict[str, Any] = self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, ns, CACHE_PLURAL, {**body, "spec": spec}
+        )
+        return obj
+
+    def patch_mmc(self, ns: str, name: str, spec: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object(GROUP, VERSION, ns, CACHE_PLURAL, name, {"spec": spec})
+
+    def delete_mmc(self, ns: str, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, CACHE_PLURAL, name)
+
+    def mmcs(self, ns: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.custom.list_namespaced_custom_object(GROUP, VERSION, ns, CACHE_PLURAL)[
+            "items"
+        ]
+        return items
+
+    def cache_of(self, ns: str, mmd: str) -> str:
+        """The MiniMaxModelCache a resource serves from (once it says so)."""
+        return str(wait_for(lambda: (self.mmd(ns, mmd).get("status") or {}).get("cache"), what=f"{mmd}'s cache"))
+
+    def claim_of(self, ns: str, mmd: str) -> str:
+        """The weights claim a resource's server mounts."""
+        cache = self.cache_of(ns, mmd)
+        return str(wait_for(lambda: (self.mmc(ns, cache).get("status") or {}).get("claimName"), what="claim"))
+
+    def cache_condition(self, ns: str, name: str, type_: str) -> dict[str, Any]:
+        for c in (self.mmc(ns, name).get("status") or {}).get("conditions") or []:
+            if c["type"] == type_:
+                return dict(c)
+        return {}
 
     def condition(self, ns: str, name: str, type_: str) -> dict[str, Any]:
         for c in (self.mmd(ns, name).get("status") or {}).get("conditions") or []:
@@ -278,3 +321,65 @@ def local_cluster(given: str | None, prefix: str, **env: str) -> Iterator[str]:
         yield out.stdout.strip().splitlines()[-1]
     finally:
         subprocess.run([script, "down", name], check=False, env=environ)
+
+
+class Executor(threading.Thread):
+    """Run the download container of every Running download pod in a namespace, once."""
+
+    def __init__(self, cluster: Cluster, ns: str, volumes: Path):
+        super().__init__(daemon=True)
+        self.cluster, self.ns, self.volumes = cluster, ns, volumes
+        self.stop = threading.Event()
+        self.done: set[str] = set()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.2):
+            pods = self.cluster.core.list_namespaced_pod(
+                self.ns, label_selector="app.kubernetes.io/component=weights-download"
+            ).items
+            for pod in pods:
+                if pod.status.phase == "Running" and pod.metadata.name not in self.done:
+                    self.done.add(pod.metadata.name)
+                    self.execute(pod)
+
+    def env_of(self, container) -> dict[str, str]:  # type: ignore[no-untyped-def]
+        env = {}
+        for e in container.env or []:
+            if e.value is not None:
+                env[e.name] = e.value
+            elif e.value_from and e.value_from.secret_key_ref:
+                ref = e.value_from.secret_key_ref
+                secret = self.cluster.core.read_namespaced_secret(ref.name, self.ns)
+                env[e.name] = base64.b64decode(secret.data[ref.key]).decode()
+        return env
+
+    def execute(self, pod) -> None:  # type: ignore[no-untyped-def]
+        container = pod.spec.containers[0]
+        claim = pod.spec.volumes[0].persistent_volume_claim.claim_name
+        mount = container.volume_mounts[0].mount_path
+        root = self.volumes / claim
+        root.mkdir(parents=True, exist_ok=True)
+        args = [a.replace(mount, str(root), 1) if a.startswith(mount) else a for a in container.args]
+        term = self.volumes / f"{pod.metadata.name}.termination"
+        env = {
+            "PATH": os.environ["PATH"],
+            "HF_HOME": str(self.volumes / "hf-home"),
+            "MINIMAX_TERMINATION_LOG": str(term),
+            **self.env_of(container),
+        }
+        proc = subprocess.run([sys.executable, "-m", "minimax_operator", *args], env=env, capture_output=True)
+        message = term.read_text() if term.exists() else proc.stderr.decode()[-1000:]
+        state = {
+            "terminated": {
+                "exitCode": proc.returncode,
+                "reason": "Completed" if proc.returncode == 0 else "Error",
+                "message": message,
+            }
+        }
+        status = {
+            "phase": "Succeeded" if proc.returncode == 0 else "Failed",
+            "containerStatuses": [
+                {"name": container.name, "image": container.image, "ready": False, "restartCount": 0, "state": state}
+            ],
+        }
+        self.cluster.core.patch_namespaced_pod_status(pod.metadata.name, self.ns, {"status": status})

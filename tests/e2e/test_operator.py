@@ -58,10 +58,16 @@ def test_m25_preset_reaches_ready_and_is_registered(cluster: Cluster, ns: str, o
     dep = cluster.apps.read_namespaced_deployment("m25", ns)
     container = dep.spec.template.spec.containers[0]
     assert container.resources.limits["nvidia.com/gpu"] == "4"
-    assert container.args[:3] == ["/models/MiniMaxAI/MiniMax-M2.5", "--served-model-name", "MiniMax-M2.5"]
-    pvc = cluster.core.read_namespaced_persistent_volume_claim("m25-weights", ns)
+    # The weights come from the model's cache, one folder per verified commit.
+    cache = cluster.mmc(ns, status["cache"])
+    commit = cache["status"]["commit"]
+    assert status["commit"] == commit and cache["spec"]["model"] == "MiniMax-M2.5"
+    folder = f"/models/revisions/MiniMaxAI/MiniMax-M2.5/{commit}"
+    assert container.args[:3] == [folder, "--served-model-name", "MiniMax-M2.5"]
+    pvc = cluster.core.read_namespaced_persistent_volume_claim(cache["status"]["claimName"], ns)
     assert pvc.spec.resources.requests["storage"] == "260Gi"
     assert not pvc.metadata.owner_references  # retained by default
+    assert dep.spec.template.spec.volumes[0].persistent_volume_claim.claim_name == pvc.metadata.name
 
     models = cluster.chatos_models(ns)
     assert models[0] == HAND_WRITTEN
@@ -178,15 +184,24 @@ def test_delete_removes_the_entry_and_keeps_the_weights(cluster: Cluster, ns: st
     cluster.create_mmd(ns, "drop", tiny("drop", storage={"size": "1Gi", "retainOnDelete": False}))
     cluster.wait_phase(ns, "keep", "Ready")
     cluster.wait_phase(ns, "drop", "Ready")
+    keep, drop = cluster.cache_of(ns, "keep"), cluster.cache_of(ns, "drop")
     cluster.delete_mmd(ns, "keep")
     cluster.delete_mmd(ns, "drop")
     wait_for(lambda: cluster.chatos_models(ns) == [HAND_WRITTEN], what="entries removed, hand-written kept")
     wait_for(lambda: not _exists(lambda: cluster.mmd(ns, "keep")), what="resource gone")
     wait_for(lambda: not _exists(lambda: cluster.apps.read_namespaced_deployment("keep", ns)), what="Deployment GC")
-    assert _exists(lambda: cluster.core.read_namespaced_persistent_volume_claim("keep-weights", ns))
+    # The caches outlive the resources (days of downloading); unused now, deleting them is allowed.
+    for cache in (keep, drop):
+        wait_for(lambda c=cache: cluster.cache_condition(ns, c, "InUse").get("reason") == "Unused", what="unused")
+        assert cluster.mmc(ns, cache)["status"]["phase"] == "Ready"
+    assert _exists(lambda: cluster.core.read_namespaced_persistent_volume_claim(f"{keep}-weights", ns))
+    cluster.delete_mmc(ns, keep)
+    cluster.delete_mmc(ns, drop)
+    wait_for(lambda: not cluster.mmcs(ns), what="caches deleted")
+    assert _exists(lambda: cluster.core.read_namespaced_persistent_volume_claim(f"{keep}-weights", ns))
     wait_for(
-        lambda: not _exists(lambda: cluster.core.read_namespaced_persistent_volume_claim("drop-weights", ns)),
-        what="PVC of retainOnDelete=false collected",
+        lambda: not _exists(lambda: cluster.core.read_namespaced_persistent_volume_claim(f"{drop}-weights", ns)),
+        what="PVC of retainOnDelete=false collected with its cache",
     )
 
 
@@ -195,11 +210,16 @@ def test_delete_while_downloading(cluster: Cluster, ns: str, operator: Operator)
     cluster.create_mmd(ns, "dl", tiny("dl", download={"podAnnotations": HOLD}))
     cluster.wait_phase(ns, "dl", "Downloading")
     assert not _exists(lambda: cluster.apps.read_namespaced_deployment("dl", ns))  # not before the weights
+    cache = cluster.cache_of(ns, "dl")
     cluster.delete_mmd(ns, "dl")
     wait_for(lambda: not _exists(lambda: cluster.mmd(ns, "dl")), what="resource gone")
-    wait_for(lambda: not cluster.batch.list_namespaced_job(ns).items, what="download Job collected")
-    assert _exists(lambda: cluster.core.read_namespaced_persistent_volume_claim("dl-weights", ns))
     assert cluster.chatos_models(ns) == [HAND_WRITTEN]
+    # The download goes on in the cache, for the next resource of this model; deleting the cache stops it.
+    assert cluster.mmc(ns, cache)["status"]["phase"] == "Downloading"
+    assert len(cluster.batch.list_namespaced_job(ns).items) == 1
+    cluster.delete_mmc(ns, cache)
+    wait_for(lambda: not cluster.batch.list_namespaced_job(ns).items, what="download Job collected")
+    assert _exists(lambda: cluster.core.read_namespaced_persistent_volume_claim(f"{cache}-weights", ns))
 
 
 def test_failed_download_surfaces_its_reason_and_retries_with_backoff(
@@ -234,8 +254,14 @@ def test_spec_change_rolls_the_server_and_new_revision_downloads_again(
     cluster.patch_mmd(ns, "roll", {"revision": "v2"})
     wait_for(lambda: cluster.mmd(ns, "roll")["status"]["download"]["jobName"] != job_before, what="new Job")
     cluster.wait_phase(ns, "roll", "Ready")
-    jobs = [j.metadata.name for j in cluster.batch.list_namespaced_job(ns).items]
-    assert jobs == [cluster.mmd(ns, "roll")["status"]["download"]["jobName"]]  # the stale Job is gone
+    status = cluster.mmd(ns, "roll")["status"]
+    args = cluster.apps.read_namespaced_deployment("roll", ns).spec.template.spec.containers[0].args
+    assert args[0] == f"/models/revisions/test-org/tiny-roll/{status['commit']}"
+    # Another revision is other weights: its own cache; the old one stays, unused once the server moved.
+    caches = {c["metadata"]["name"]: c for c in cluster.mmcs(ns)}
+    assert len(caches) == 2 and status["cache"] in caches
+    (old,) = set(caches) - {status["cache"]}
+    wait_for(lambda: cluster.cache_condition(ns, old, "InUse").get("reason") == "Unused", what="old cache unused")
     cluster.patch_mmd(ns, "roll", {"servedModelName": "tiny-renamed"})
     wait_for(lambda: [m["model_id"] for m in cluster.chatos_models(ns)] == ["tiny-renamed"], what="entry renamed")
 

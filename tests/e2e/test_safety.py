@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from minimax_operator.api import MiniMaxDeploymentSpec
-from minimax_operator.builders import download_job_name
-from minimax_operator.resolve import resolve
+from minimax_operator.resolve import implicit_cache, resolve_cache
+from minimax_operator.weights import download_job_name
 
 from .support import Cluster, Operator, assert_quiet, wait_for
 from .test_operator import HAND_WRITTEN, OPERATOR_USER, tiny
@@ -157,31 +157,50 @@ def test_a_users_ready_deployment_is_not_taken_for_the_server(cluster: Cluster, 
     assert "endpoint" not in cluster.mmd(ns, "api")["status"]
 
 
+def _cache_name(ns: str, spec: dict[str, Any]) -> str:
+    """The implicit cache a resource of `spec` shares (named from its repo, revision and storage)."""
+    return implicit_cache(MiniMaxDeploymentSpec.model_validate(spec))[0]
+
+
 def test_a_users_pvc_of_the_weights_name_is_never_used(cluster: Cluster, ns: str, operator: Operator) -> None:
-    claim = {
-        "metadata": {"name": "db-weights", "labels": {"app": "postgres"}},
-        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Gi"}}},
+    claim_name = f"{_cache_name(ns, tiny('db'))}-weights"
+    for name in ("db-weights", claim_name):  # the name releases before caches used, and the cache's
+        claim = {
+            "metadata": {"name": name, "labels": {"app": "postgres"}},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Gi"}}},
+        }
+        cluster.core.create_namespaced_persistent_volume_claim(ns, claim)
+        wait_for(lambda n=name: cluster.core.read_namespaced_persistent_volume_claim(n, ns).status.phase == "Bound")
+    before = {
+        n: _snapshot(cluster.core.read_namespaced_persistent_volume_claim(n, ns)) for n in ("db-weights", claim_name)
     }
-    cluster.core.create_namespaced_persistent_volume_claim(ns, claim)
-    wait_for(lambda: cluster.core.read_namespaced_persistent_volume_claim("db-weights", ns).status.phase == "Bound")
-    before = _snapshot(cluster.core.read_namespaced_persistent_volume_claim("db-weights", ns))
     cluster.create_mmd(ns, "db", tiny("db"))
     cond = cluster.wait_condition(ns, "db", "Ready", "False", "NameConflict")
-    assert f"PersistentVolumeClaim {ns}/db-weights" in cond["message"] and "minimax.chatos.io/model" in cond["message"]
+    assert (
+        f"PersistentVolumeClaim {ns}/{claim_name}" in cond["message"] and "minimax.chatos.io/model" in cond["message"]
+    )
+    cache = cluster.cache_of(ns, "db")
+    assert cluster.cache_condition(ns, cache, "Ready")["reason"] == "NameConflict"
     _assert_nothing_created(cluster, ns, except_kind="PersistentVolumeClaim")
-    after = _snapshot(cluster.core.read_namespaced_persistent_volume_claim("db-weights", ns))
+    after = {n: _snapshot(cluster.core.read_namespaced_persistent_volume_claim(n, ns)) for n in before}
     assert after == before
 
 
 def test_a_foreign_job_with_the_download_jobs_name_and_labels_is_left_alone(
     cluster: Cluster, ns: str, operator: Operator
 ) -> None:
-    # A Job that even carries the operator's labels (copied by hand) but is not controlled by the resource.
-    job_name = download_job_name(resolve("copy", ns, MiniMaxDeploymentSpec.model_validate(tiny("copy"))), 0)
+    # A Job that even carries the operator's labels (copied by hand) but is not controlled by the cache.
+    cache = _cache_name(ns, tiny("copy"))
+    spec = implicit_cache(MiniMaxDeploymentSpec.model_validate(tiny("copy")))[1]
+    job_name = download_job_name(resolve_cache(cache, ns, spec), 0)
     job = {
         "metadata": {
             "name": job_name,
-            "labels": {"app.kubernetes.io/managed-by": "minimax-operator", "app.kubernetes.io/instance": "copy"},
+            "labels": {
+                "app.kubernetes.io/managed-by": "minimax-operator",
+                "app.kubernetes.io/instance": cache,
+                "minimax.chatos.io/cache": cache,
+            },
         },
         "spec": {
             "template": {
@@ -202,25 +221,29 @@ def test_a_foreign_job_with_the_download_jobs_name_and_labels_is_left_alone(
     assert _snapshot(after)["labels"] == before["labels"] and _snapshot(after)["spec"] == before["spec"]
 
 
-def test_a_retained_claim_is_reused_only_for_the_same_model(cluster: Cluster, ns: str, operator: Operator) -> None:
-    cluster.chatos_configmap(ns, [])
-    cluster.create_mmd(ns, "keep", tiny("a"))
-    cluster.wait_phase(ns, "keep", "Ready")
-    cluster.delete_mmd(ns, "keep")
-    wait_for(lambda: not cluster.apps.list_namespaced_deployment(ns).items, what="server collected")
+def test_a_retained_claim_is_reused_only_by_a_cache_of_the_same_model(
+    cluster: Cluster, ns: str, operator: Operator
+) -> None:
+    cluster.create_mmc(ns, "keep", {"repo": "test-org/tiny-a", "storage": {"size": "1Gi"}})
+    wait_for(lambda: cluster.mmc(ns, "keep")["status"]["phase"] == "Ready", what="cache Ready")
+    cluster.delete_mmc(ns, "keep")
+    wait_for(lambda: not cluster.mmcs(ns), what="cache deleted")
     claim = cluster.core.read_namespaced_persistent_volume_claim("keep-weights", ns)
     assert claim.metadata.labels["minimax.chatos.io/model"] == "test-org.tiny-a"
     # Another model under the same name: the retained weights are not its own.
-    cluster.create_mmd(ns, "keep", tiny("b"))
-    cond = cluster.wait_condition(ns, "keep", "Ready", "False", "NameConflict")
+    cluster.create_mmc(ns, "keep", {"repo": "test-org/tiny-b", "storage": {"size": "1Gi"}})
+    cond = wait_for(
+        lambda: (c := cluster.cache_condition(ns, "keep", "Ready")).get("reason") == "NameConflict" and c,
+        what="NameConflict",
+    )
     assert "keep-weights" in cond["message"]
     assert not cluster.batch.list_namespaced_job(ns).items
     assert _snapshot(cluster.core.read_namespaced_persistent_volume_claim("keep-weights", ns)) == _snapshot(claim)
-    cluster.delete_mmd(ns, "keep")
-    wait_for(lambda: not cluster.kubectl("get", "mmd", "-n", ns, "-o", "name").strip(), what="deleted")
-    # The same model again: the claim is re-used.
-    cluster.create_mmd(ns, "keep", tiny("a"))
-    cluster.wait_phase(ns, "keep", "Ready")
+    cluster.delete_mmc(ns, "keep")
+    wait_for(lambda: not cluster.mmcs(ns), what="deleted")
+    # The same model again: the claim is re-used (the downloader finds its verified commit).
+    cluster.create_mmc(ns, "keep", {"repo": "test-org/tiny-a", "storage": {"size": "1Gi"}})
+    wait_for(lambda: cluster.mmc(ns, "keep")["status"]["phase"] == "Ready", what="cache Ready again")
     assert cluster.core.read_namespaced_persistent_volume_claim("keep-weights", ns).metadata.uid == claim.metadata.uid
 
 

@@ -11,6 +11,7 @@ import yaml
 
 HERE = Path(__file__).resolve().parents[2] / "docs" / "argocd"
 CASES = yaml.safe_load((HERE / "health_test.yaml").read_text())["tests"]
+CACHE_CASES = yaml.safe_load((HERE / "cache-health_test.yaml").read_text())["tests"]
 
 
 def to_lua(runtime: lupa.LuaRuntime, value: Any) -> Any:
@@ -21,10 +22,10 @@ def to_lua(runtime: lupa.LuaRuntime, value: Any) -> Any:
     return value
 
 
-def health(obj: dict[str, Any]) -> dict[str, str]:
+def health(obj: dict[str, Any], script: str = "health.lua") -> dict[str, str]:
     """Run the script as Argo CD does: a chunk with `obj` in scope that returns a table."""
     runtime = lupa.LuaRuntime(unpack_returned_tuples=True)
-    check = runtime.eval("function(obj) " + (HERE / "health.lua").read_text() + "\nend")
+    check = runtime.eval("function(obj) " + (HERE / script).read_text() + "\nend")
     result = check(to_lua(runtime, obj))
     return {"status": result["status"], "message": result["message"]}
 
@@ -35,6 +36,13 @@ def test_health(case: dict[str, Any]) -> None:
     assert health(obj) == case["healthStatus"]
 
 
-def test_chart_ships_the_same_script() -> None:
-    chart_copy = HERE.parents[1] / "charts" / "minimax-operator" / "files" / "argocd-health.lua"
-    assert chart_copy.read_text() == (HERE / "health.lua").read_text(), "run `make manifests`"
+@pytest.mark.parametrize("case", CACHE_CASES, ids=[c["inputPath"] for c in CACHE_CASES])
+def test_cache_health(case: dict[str, Any]) -> None:
+    obj = yaml.safe_load((HERE / case["inputPath"]).read_text())
+    assert health(obj, "cache-health.lua") == case["healthStatus"]
+
+
+def test_chart_ships_the_same_scripts() -> None:
+    files = HERE.parents[1] / "charts" / "minimax-operator" / "files"
+    assert (files / "argocd-health.lua").read_text() == (HERE / "health.lua").read_text(), "run `make manifests`"
+    assert (files / "argocd-cache-health.lua").read_text() == (HERE / "cache-health.lua").read_text()

@@ -6,7 +6,7 @@ import copy
 
 from minimax_operator import builders
 from minimax_operator.api import MiniMaxDeploymentSpec
-from minimax_operator.builders import HASH_ANNOTATION, OperatorSettings, Owner
+from minimax_operator.builders import HASH_ANNOTATION, Owner
 from minimax_operator.resolve import resolve
 
 OWNER = Owner("m25", "uid-1")
@@ -83,10 +83,6 @@ def test_server_caches_survive_restarts_on_the_claim_per_vllm_image() -> None:
     env = {e["name"]: e.get("value") for e in c["env"]}
     assert env["XDG_CACHE_HOME"] == "/var/cache/minimax"  # vLLM's cache root: torch.compile and DeepGEMM
     assert env["TRITON_CACHE_DIR"] == "/var/cache/minimax/triton"
-    # The download pod creates the folder writable for the server's user (a kubelet-made one is root's).
-    args = builders.download_job(r(), OWNER, builders.OperatorSettings())["spec"]["template"]["spec"]
-    dl_args = args["containers"][0]["args"]
-    assert dl_args[dl_args.index("--server-cache") + 1] == "/models/.server-cache/vllm_vllm-openai_v0.20.2"
 
 
 def test_a_read_only_claim_gets_its_server_cache_in_an_empty_dir() -> None:
@@ -99,12 +95,6 @@ def test_a_read_only_claim_gets_its_server_cache_in_an_empty_dir() -> None:
     vols = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
     assert vols["weights"]["persistentVolumeClaim"]["readOnly"] is True
     assert vols["server-cache"] == {"name": "server-cache", "emptyDir": {}}
-    assert (
-        "--server-cache"
-        not in builders.download_job(rox, OWNER, builders.OperatorSettings())["spec"]["template"]["spec"]["containers"][
-            0
-        ]["args"]
-    )
 
 
 def test_rollout_never_asks_for_extra_gpus() -> None:
@@ -112,40 +102,12 @@ def test_rollout_never_asks_for_extra_gpus() -> None:
     assert strategy["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
 
 
-def test_pvc_is_retained_unless_told_otherwise() -> None:
-    kept = builders.pvc(r(), OWNER)
-    assert kept is not None and "ownerReferences" not in kept["metadata"]
-    assert kept["spec"]["resources"]["requests"]["storage"] == "260Gi"
-    owned = builders.pvc(r(storage={"retainOnDelete": False, "size": "300Gi"}), OWNER)
-    assert owned is not None and owned["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
-    assert builders.pvc(r(storage={"existingClaim": "shared"}), OWNER) is None
-
-
-def test_token_reaches_the_downloader_only_through_a_secret_ref() -> None:
-    job = builders.download_job(r(download={"tokenSecretRef": {"name": "hf"}}), OWNER, OperatorSettings())
-    c = job["spec"]["template"]["spec"]["containers"][0]
-    token = next(e for e in c["env"] if e["name"] == "HF_TOKEN")
-    assert token == {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}}
-    assert not any("token" in a.lower() for a in c["args"])
-    assert c["command"] == ["minimax-operator"] and c["args"][0] == "download"
-
-
-def test_mirror_revision_and_patterns_reach_the_downloader() -> None:
-    spec = {"endpoint": "https://hf-mirror.com", "allowPatterns": ["*.safetensors", "*.json"]}
-    job = builders.download_job(r(revision="abc", download=spec), OWNER, OperatorSettings())
-    c = job["spec"]["template"]["spec"]["containers"][0]
-    assert {"name": "HF_ENDPOINT", "value": "https://hf-mirror.com"} in c["env"]
-    assert c["args"][c["args"].index("--revision") + 1] == "abc"
-    assert c["args"].count("--allow-pattern") == 2
-
-
-def test_every_object_is_labelled_and_owned() -> None:
-    objs = builders.render_all(r(), OWNER, OperatorSettings())
-    assert [o["kind"] for o in objs] == ["PersistentVolumeClaim", "Job", "Deployment", "Service"]
+def test_server_objects_are_labelled_and_owned() -> None:
+    objs = builders.render_server(r(), OWNER)
+    assert [o["kind"] for o in objs] == ["Deployment", "Service"]
     for o in objs:
         assert o["metadata"]["labels"]["app.kubernetes.io/instance"] == "m25"
         assert o["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "minimax-operator"
-    for o in objs[1:]:
         assert o["metadata"]["ownerReferences"][0]["controller"] is True
 
 
@@ -167,14 +129,6 @@ def test_chatos_entry_has_the_seed_shape() -> None:
         "base_url": "http://m25.team-a.svc.cluster.local:8000",
         "model_id": "MiniMax-M2.5",
     }
-
-
-def test_download_pods_meet_pod_security_restricted() -> None:
-    pod = builders.download_job(r(), OWNER, OperatorSettings())["spec"]["template"]["spec"]
-    assert pod["securityContext"]["runAsNonRoot"] is True
-    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    sc = pod["containers"][0]["securityContext"]
-    assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"] == {"drop": ["ALL"]}
 
 
 def test_server_pods_meet_restricted_when_asked_with_a_writable_home() -> None:

@@ -10,7 +10,11 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = [*sorted((ROOT / "docs" / "examples").glob("minimax-*.yaml")), ROOT / "docs/examples/custom-repo.yaml"]
+EXAMPLES = [
+    *sorted((ROOT / "docs" / "examples").glob("minimax-*.yaml")),
+    ROOT / "docs/examples/custom-repo.yaml",
+    ROOT / "docs/examples/shared-cache.yaml",
+]
 
 
 def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -24,9 +28,19 @@ def test_every_example_renders(example: Path) -> None:
     out = cli("render", "-f", str(example), "-n", "team-a")
     assert out.returncode == 0, out.stderr
     docs = list(yaml.safe_load_all(out.stdout))
-    assert [d["kind"] for d in docs] == ["PersistentVolumeClaim", "Job", "Deployment", "Service"]
+    kinds = [d["kind"] for d in docs]
+    if example.name == "shared-cache.yaml":  # one cache, its claim and Job; two servers
+        assert kinds == ["PersistentVolumeClaim", "Job", "Deployment", "Service", "Deployment", "Service"]
+    else:  # the implicit cache the resource shares, its claim and Job, then the server
+        assert kinds == ["MiniMaxModelCache", "PersistentVolumeClaim", "Job", "Deployment", "Service"]
     assert all(d["metadata"]["namespace"] == "team-a" for d in docs)
     assert "# ChatOS: once" in out.stdout
+
+
+def test_render_needs_the_cache_a_resource_names() -> None:
+    cr = "apiVersion: minimax.chatos.io/v1alpha1\nkind: MiniMaxDeployment\nmetadata: {name: x}\n"
+    out = cli("render", "-f", "-", stdin=cr + "spec: {model: MiniMax-M2.5, cacheRef: {name: nope}}\n")
+    assert out.returncode == 1 and "spec.cacheRef: MiniMaxModelCache nope is not in -" in out.stderr
 
 
 def test_render_reports_an_impossible_layout() -> None:

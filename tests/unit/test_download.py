@@ -199,3 +199,102 @@ def test_server_cache_folder_is_writable_for_any_user(tmp_path: Path) -> None:
     assert stat.S_IMODE(folder.stat().st_mode) == 0o1777
     prepare_server_cache(str(folder))  # again: nothing changes, nothing fails
     prepare_server_cache(None)
+
+
+# ---- one folder per commit (model caches) ------------------------------------------------
+
+
+def run_root(hub_url: str, root: Path, *extra: str) -> tuple[int, dict, str]:
+    """Run the downloader as a MiniMaxModelCache's Job does: into ROOT/revisions/ORG/NAME/COMMIT."""
+    term = root.parent / f"termination-{time.monotonic_ns()}"
+    env = {**os.environ, "HF_HOME": str(root / ".cache" / "huggingface"), "MINIMAX_TERMINATION_LOG": str(term)}
+    env.pop("HF_TOKEN", None)
+    args = [sys.executable, "-m", "minimax_operator", "download", "--repo", "MiniMaxAI/Tiny", "--root", str(root)]
+    args += ["--legacy-dir", "MiniMaxAI/Tiny", "--endpoint", hub_url, "--progress-interval", "0.2", *extra]
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
+    message = json.loads(term.read_text()) if term.exists() else {}
+    return proc.returncode, message, proc.stdout + proc.stderr
+
+
+def test_each_commit_gets_its_own_folder_and_a_new_one_lands_beside_the_old(hub: FakeHub, tmp_path: Path) -> None:
+    root = tmp_path / "claim"
+    code, first, out = run_root(hub.url, root)
+    assert code == 0, out
+    old = hub.repos["MiniMaxAI/Tiny"].commit
+    assert first["path"] == f"revisions/MiniMaxAI/Tiny/{old}" and first["revision"] == old
+    assert (root / first["path"] / download.MARKER).is_file()
+    served = hub.total_served()
+    code, again, out = run_root(hub.url, root)
+    assert code == 0 and again["skipped"] and hub.total_served() == served, out  # verified: not a byte again
+
+    changed = tmp_path / "src" / "model-00001-of-00003.safetensors"
+    changed.write_bytes(b"new weights" * 1000)
+    files = {p.relative_to(tmp_path / "src").as_posix(): p for p in (tmp_path / "src").rglob("*") if p.is_file()}
+    new = hub.add_repo("MiniMaxAI/Tiny", files).commit
+    assert new != old
+    code, second, out = run_root(hub.url, root)
+    assert code == 0, out
+    assert second["path"] == f"revisions/MiniMaxAI/Tiny/{new}"
+    assert (root / first["path"] / download.MARKER).is_file(), "the folder servers load must stay untouched"
+    assert {f["commit"]: f["path"] for f in second["found"]} == {old: first["path"]}
+
+
+def test_a_folder_of_a_release_before_caches_is_adopted_without_a_byte(hub: FakeHub, tmp_path: Path) -> None:
+    root = tmp_path / "claim"
+    code, _, out = run(hub.url, root / "MiniMaxAI" / "Tiny")  # the older Job's --dest layout
+    assert code == 0, out
+    served = hub.total_served()
+    code, result, out = run_root(hub.url, root)
+    assert code == 0, out
+    assert result["path"] == "MiniMaxAI/Tiny" and result["skipped"] and hub.total_served() == served
+    assert result["found"] == [
+        {"commit": hub.repos["MiniMaxAI/Tiny"].commit, "path": "MiniMaxAI/Tiny", "bytes": result["bytesTotal"]}
+    ]
+
+
+def test_too_small_a_claim_says_which_commits_it_keeps(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    files = [download.RemoteFile("a.safetensors", 300 * 10**9, "x")]
+
+    class Usage:
+        free = 100 * 10**9
+
+    monkeypatch.setattr(download.shutil, "disk_usage", lambda _: Usage)
+    kept = [{"commit": "a" * 40, "path": "revisions/o/n/" + "a" * 40, "bytes": 230 * 10**9}]
+    with pytest.raises(download.DownloadError) as e:
+        download.check_space(tmp_path, tmp_path, files, kept)
+    assert "300.0 GB still to download but only 100.0 GB free" in e.value.message
+    assert "aaaaaaaaaaaa (230.0 GB) until no server uses it" in e.value.message
+
+
+def _folder(root: Path, rel: str, files: dict[str, bytes]) -> Path:
+    folder = root / rel
+    for name, data in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    (folder / download.MARKER).write_text(json.dumps({"revision": "x", "files": sorted(files)}))
+    return folder
+
+
+def test_prune_removes_a_commit_folder_and_only_what_an_old_marker_lists(tmp_path: Path) -> None:
+    root = tmp_path / "claim"
+    commit = _folder(root, "revisions/o/n/" + "a" * 40, {"w.safetensors": b"x" * 10})
+    keep = _folder(root, "revisions/o/n/" + "b" * 40, {"w.safetensors": b"y"})
+    legacy = _folder(root, "o/n", {"w.safetensors": b"z" * 5, "sub/t.json": b"{}"})
+    (legacy / "notes-by-a-person.txt").write_text("mine")
+    assert download.prune(root, "revisions/o/n/" + "a" * 40) >= 10  # the weights and the marker
+    assert not commit.exists() and keep.is_dir()
+    assert download.prune(root, "o/n") == 7
+    assert sorted(p.name for p in legacy.iterdir()) == ["notes-by-a-person.txt"]
+    assert download.prune(root, "revisions/o/n/" + "a" * 40) == 0  # gone already: idempotent
+
+
+def test_prune_refuses_what_is_not_a_model_folder_inside_the_claim(tmp_path: Path) -> None:
+    root = tmp_path / "claim"
+    (root / "data").mkdir(parents=True)
+    (root / "data" / "db").write_text("someone's")
+    outside = _folder(tmp_path, "elsewhere", {"w": b"1"})
+    for rel, reason in (("data", "NotAModelFolder"), ("../elsewhere", "InvalidPath"), (".", "InvalidPath")):
+        with pytest.raises(download.DownloadError) as e:
+            download.prune(root, rel)
+        assert e.value.reason == reason
+    assert (root / "data" / "db").exists() and outside.exists()

@@ -5,14 +5,15 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from minimax_operator import builders
-from minimax_operator.api import MiniMaxDeploymentSpec
-from minimax_operator.builders import OperatorSettings, Owner
+from minimax_operator import builders, weights
+from minimax_operator.api import MiniMaxDeploymentSpec, MiniMaxModelCacheSpec
+from minimax_operator.builders import Owner
 from minimax_operator.drift import covers
 from minimax_operator.flags import OWNED_LONG, OWNED_SHORT, owned_flag
-from minimax_operator.resolve import LayoutError, check_storage, resolve
+from minimax_operator.resolve import LayoutError, check_storage, implicit_cache, resolve, resolve_cache
 
 OWNER = Owner("m", "uid-1")
+CACHE_OWNER = weights.cache_owner("m", "uid-c")
 
 
 def spec(**kw: object) -> MiniMaxDeploymentSpec:
@@ -116,7 +117,9 @@ def test_readwriteonce_replicas_must_fit_one_node() -> None:
 def test_a_custom_repo_on_an_existing_claim_needs_no_size() -> None:
     custom = {"repo": "org/x", "vllm": {"image": "i"}, "tensorParallelSize": 1}
     r = resolve("m", "ns", MiniMaxDeploymentSpec.model_validate({**custom, "storage": {"existingClaim": "c"}}))
-    assert r.claim_name == "c" and builders.pvc(r, OWNER) is None
+    assert r.claim_name == "c"
+    name, cache = implicit_cache(r.spec)
+    assert weights.claim(resolve_cache(name, "ns", cache), CACHE_OWNER) is None
 
 
 def test_readwriteoncepod_allows_one_replica() -> None:
@@ -137,7 +140,7 @@ def test_an_existing_claim_is_checked_with_its_own_modes() -> None:
 
 
 def test_the_weights_claim_names_its_model() -> None:
-    pvc = builders.pvc(resolve("m", "ns", spec()), OWNER)
+    pvc = weights.claim(resolve_cache("c", "ns", MiniMaxModelCacheSpec(model="MiniMax-M2.5")), CACHE_OWNER)
     assert pvc is not None and pvc["metadata"]["labels"]["minimax.chatos.io/model"] == "MiniMaxAI.MiniMax-M2.5"
     assert builders.model_label("o/" + "x" * 80).startswith("sha256-")
 
@@ -155,15 +158,6 @@ def test_placement_follows_the_claims_access_mode() -> None:
     assert rwop["spec"]["strategy"] == {"type": "Recreate"}
 
 
-def test_a_redownload_beside_a_running_server_lands_on_its_node() -> None:
-    r = resolve("m", "ns", spec())
-    first = builders.download_job(r, OWNER, OperatorSettings())
-    assert "affinity" not in first["spec"]["template"]["spec"]
-    beside = builders.download_job(r, OWNER, OperatorSettings(), beside_server=True)["spec"]["template"]["spec"]
-    assert beside["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
-    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in beside["tolerations"]
-
-
 # ---- ownership ----------------------------------------------------------------------------
 
 
@@ -171,7 +165,7 @@ def test_only_a_controller_reference_or_the_claims_labels_make_an_object_ours() 
     from minimax_operator.ownership import ours
 
     r = resolve("m", "ns", spec())
-    want_pvc = builders.pvc(r, OWNER)
+    want_pvc = weights.claim(resolve_cache("m", "ns", MiniMaxModelCacheSpec(model="MiniMax-M2.5")), CACHE_OWNER)
     want_svc = builders.service(r, OWNER)
     assert want_pvc is not None
 
@@ -184,9 +178,7 @@ def test_only_a_controller_reference_or_the_claims_labels_make_an_object_ours() 
     assert not ours(obj(want_svc["metadata"]["labels"], other), OWNER, want_svc)  # our labels, someone else's
     assert not ours(obj(want_svc["metadata"]["labels"]), OWNER, want_svc)  # labels alone never suffice
     retained = want_pvc["metadata"]["labels"]
-    assert ours(obj(retained), OWNER, want_pvc)
-    assert not ours(obj({**retained, "minimax.chatos.io/model": "org.other"}), OWNER, want_pvc)
-    assert not ours(obj({"app": "postgres"}), OWNER, want_pvc)
-    legacy = {k: v for k, v in retained.items() if k != "minimax.chatos.io/model"}  # written by release 0.1.0
-    assert not ours(obj(legacy), OWNER, want_pvc, old_status={})
-    assert ours(obj(legacy), OWNER, want_pvc, old_status={"download": {"jobName": "m-weights-1"}})
+    assert ours(obj(retained), CACHE_OWNER, want_pvc)
+    assert not ours(obj({**retained, "minimax.chatos.io/model": "org.other"}), CACHE_OWNER, want_pvc)
+    assert not ours(obj({**retained, "minimax.chatos.io/cache": "another"}), CACHE_OWNER, want_pvc)
+    assert not ours(obj({"app": "postgres"}), CACHE_OWNER, want_pvc)

@@ -104,3 +104,17 @@ def test_reconciler_reads_progress_from_the_last_progress_line_of_the_log() -> N
     # The log is the one thing no watch carries: read at most once per progress_seconds per pod.
     assert r._progress(pod) == want
     assert logs.calls == 1
+
+
+def test_status_patches_null_what_a_nested_object_lost() -> None:
+    from minimax_operator.reconcile_base import merge_patch
+
+    old = {"phase": "Ready", "download": {"jobName": "a", "revision": "r1", "path": "p1"}, "gone": 1}
+    new = {"phase": "Downloading", "download": {"jobName": "b"}}
+    assert merge_patch(old, new) == {
+        "phase": "Downloading",
+        "download": {"jobName": "b", "revision": None, "path": None},
+        "gone": None,
+    }
+    assert merge_patch(new, new) == {}
+    assert merge_patch({}, {"download": {"x": 1}}) == {"download": {"x": 1}}
