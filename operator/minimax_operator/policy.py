@@ -4,8 +4,10 @@ Why a ValidatingAdmissionPolicy (CEL) and not a webhook or an operator check: it
 answers at `kubectl apply` (and in Argo CD's sync), names the rule in the denial,
 needs no server of ours to be up, and the platform team edits plain ConfigMaps.
 
-One policy; one binding per tier (a namespace label selector) whose parameters are a
-MiniMaxPolicy object (api.MiniMaxPolicySpec: allowed presets, custom repos, mirrors,
+One policy, for MiniMaxDeployments and MiniMaxModelCaches (a cache could otherwise fetch
+a repo or use a mirror its namespace may not: the repo, model and mirror rules apply to
+both; GPU and ChatOS rules to deployments only); one binding per tier (a namespace label
+selector) whose parameters are a MiniMaxPolicy object (api.MiniMaxPolicySpec: allowed presets, custom repos, mirrors,
 GPUs per replica and per resource, ChatOS ConfigMaps). A list field that is absent
 allows everything; custom repos and mirrors are refused unless allowed. The presets'
 default tensor-parallel sizes are written into the policy from presets.py, so a spec
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .api import GROUP, PLURAL, POLICY_KIND, VERSION
+from .api import CACHE_KIND, CACHE_PLURAL, GROUP, PLURAL, POLICY_KIND, VERSION
 from .presets import PRESETS
 
 POLICY_NAME = "minimax-operator-tenancy"
@@ -32,6 +34,7 @@ def policy() -> Obj:
     tp_defaults = "{" + ", ".join(f"'{n}': {p.tensor_parallel_size}" for n, p in PRESETS.items()) + "}"
     chatos = "object.spec.chatos"
     variables = [
+        {"name": "cache", "expression": f"object.kind == '{CACHE_KIND}'"},
         {"name": "model", "expression": "has(object.spec.model) ? object.spec.model : ''"},
         {
             "name": "tp",
@@ -41,7 +44,7 @@ def policy() -> Obj:
         {"name": "replicas", "expression": "has(object.spec.replicas) ? object.spec.replicas : 1"},
         {
             "name": "registers",
-            "expression": f"!has({chatos}) || !has({chatos}.enabled) || {chatos}.enabled",
+            "expression": f"!variables.cache && (!has({chatos}) || !has({chatos}.enabled) || {chatos}.enabled)",
         },
         {
             "name": "configMap",
@@ -73,14 +76,14 @@ def policy() -> Obj:
             "reason": "Forbidden",
         },
         {
-            "expression": f"!has({p}.maxGPUsPerReplica) || variables.tp <= {p}.maxGPUsPerReplica",
+            "expression": f"variables.cache || !has({p}.maxGPUsPerReplica) || variables.tp <= {p}.maxGPUsPerReplica",
             "messageExpression": "'spec.tensorParallelSize: ' + string(variables.tp) + ' GPUs per replica exceed the "
             f"limit of ' + string({p}.maxGPUsPerReplica) + ' in namespace ' + object.metadata.namespace"
             + _tail("maxGPUsPerReplica"),
             "reason": "Forbidden",
         },
         {
-            "expression": f"!has({p}.maxGPUsPerResource) || "
+            "expression": f"variables.cache || !has({p}.maxGPUsPerResource) || "
             f"variables.tp * variables.replicas <= {p}.maxGPUsPerResource",
             "messageExpression": "'spec.replicas: ' + string(variables.replicas) + ' x ' + string(variables.tp) + "
             f"' GPUs exceed the limit of ' + string({p}.maxGPUsPerResource) + ' GPUs per resource in namespace ' "
@@ -111,7 +114,7 @@ def policy() -> Obj:
                         "apiGroups": [GROUP],
                         "apiVersions": ["*"],
                         "operations": ["CREATE", "UPDATE"],
-                        "resources": [PLURAL],
+                        "resources": [PLURAL, CACHE_PLURAL],
                     }
                 ]
             },

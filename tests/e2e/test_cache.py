@@ -291,3 +291,29 @@ def test_upgrade_adopts_the_weights_of_the_previous_release_without_downloading(
         if op:
             op.stop()
         cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def test_resources_sharing_a_read_write_once_cache_share_its_node(
+    cluster: Cluster, ns: str, operator: Operator
+) -> None:
+    cluster.chatos_configmap(ns, [])
+    shared = {**tiny("rwo"), "tensorParallelSize": 4}  # one ReadWriteOnce claim (the default) for all three
+    cluster.create_mmd(ns, "first", {**shared, "servedModelName": "first"})
+    cluster.wait_phase(ns, "first", "Ready")
+    before = cluster.apps.read_namespaced_deployment("first", ns)
+    cluster.create_mmd(ns, "second", {**shared, "servedModelName": "second"})
+    cluster.wait_phase(ns, "second", "Ready")
+    assert cluster.cache_of(ns, "first") == cluster.cache_of(ns, "second")
+    pods = cluster.core.list_namespaced_pod(ns, label_selector="app.kubernetes.io/component=server").items
+    assert len(pods) == 2 and len({p.spec.node_name for p in pods}) == 1, "a ReadWriteOnce claim is on one node"
+    term = cluster.apps.read_namespaced_deployment("second", ns).spec.template.spec.affinity.pod_affinity
+    expr = term.required_during_scheduling_ignored_during_execution[0].label_selector.match_expressions[0]
+    assert expr.key == "app.kubernetes.io/instance" and expr.values == ["first", "second"]
+    after = cluster.apps.read_namespaced_deployment("first", ns)
+    assert after.spec.template == before.spec.template, "the first server is not restarted for a newcomer"
+    # A third TP4 server cannot fit the claim's node (8 GPUs): refused before it asks for a GPU.
+    cluster.create_mmd(ns, "third", {**shared, "servedModelName": "third"})
+    cond = cluster.wait_condition(ns, "third", "Ready", "False", "LayoutInvalid")
+    assert "spec.storage.accessMode" in cond["message"] and "first, second already take 8 GPUs" in cond["message"]
+    assert "ReadWriteMany" in cond["message"]
+    assert {d.metadata.name for d in cluster.apps.list_namespaced_deployment(ns).items} == {"first", "second"}

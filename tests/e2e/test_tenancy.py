@@ -13,6 +13,8 @@ from .test_install import CHART, helm
 from .test_operator import tiny
 from .test_safety import MMD
 
+CACHE = "apiVersion: minimax.chatos.io/v1alpha1\nkind: MiniMaxModelCache\n"
+
 POLICY_KINDS = ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "MiniMaxPolicy"]
 
 IMAGE = {"image": "vllm/vllm-openai:v0.20.0"}
@@ -104,8 +106,8 @@ def test_the_admission_policy_allows_and_denies_each_rule(cluster: Cluster, ns: 
     try:
         cluster.kubectl("label", "namespace", ns, f"minimax.chatos.io/tier={tier}")
 
-        def verdict(spec: dict[str, Any]) -> str:
-            doc = MMD + f"metadata: {{name: p}}\nspec: {json.dumps(spec)}\n"
+        def verdict(spec: dict[str, Any], head: str = MMD) -> str:
+            doc = head + f"metadata: {{name: p}}\nspec: {json.dumps(spec)}\n"
             return cluster.kubectl("apply", "--dry-run=server", "-n", ns, "-f", "-", stdin=doc, check=False)
 
         m25 = {"model": "MiniMax-M2.5"}
@@ -129,12 +131,21 @@ def test_the_admission_policy_allows_and_denies_each_rule(cluster: Cluster, ns: 
         ]
         for spec in allowed:
             assert "(server dry run)" in verdict(spec), (spec, verdict(spec))
+        # A model cache fetches weights too: the same model, repo and mirror rules; no GPU or ChatOS rule.
+        for rule in ("allowedModels", "allowCustomRepos", "allowMirrors"):
+            spec = {k: v for k, v in denied[rule].items() if k in ("model", "repo", "download", "storage")}
+            out = verdict(spec, CACHE)
+            assert f"parameter spec.{rule} of MiniMaxPolicy" in out, (rule, out)
+        cache = {"model": "MiniMax-M2.5", "storage": {"accessMode": "ReadWriteMany"}}
+        assert "(server dry run)" in verdict(cache, CACHE), verdict(cache, CACHE)
         # The platform opens custom repos and mirrors for the tier: the same specs now pass.
         policy_name = next(d["metadata"]["name"] for d in docs if d["kind"] == "MiniMaxPolicy")
         opened = json.dumps({"spec": {"allowCustomRepos": True, "allowMirrors": True}})
         cluster.kubectl("patch", "mmpolicy", policy_name, "--type=merge", "-p", opened)
         for rule in ("allowCustomRepos", "allowMirrors"):
             wait_for(lambda r=rule: "(server dry run)" in verdict(denied[r]), what=f"{rule} opened")
+        custom_cache = {"repo": "test-org/x", "storage": {"size": "1Gi"}}
+        wait_for(lambda: "(server dry run)" in verdict(custom_cache, CACHE), what="custom repo cache allowed")
         # A namespace outside the tier is not limited.
         cluster.kubectl("label", "namespace", ns, "minimax.chatos.io/tier-")
         wait_for(lambda: "(server dry run)" in verdict({"model": "MiniMax-M1-40k"}), what="the tier no longer applies")
