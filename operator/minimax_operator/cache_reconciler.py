@@ -42,6 +42,17 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 
 
+#: Names in status.users (userCount has them all): a status stays small with a thousand users.
+MAX_USERS_LISTED = 100
+
+
+def _served(status: Obj) -> Obj:
+    """The part of a cache's status its users read (everything but who uses it)."""
+    out = {k: v for k, v in status.items() if k not in ("users", "userCount", "conditions")}
+    out["ready"] = [c for c in status.get("conditions") or [] if c.get("type") == "Ready"]
+    return out
+
+
 class CacheInUse(Exception):
     """A cache that servers still use cannot be deleted yet."""
 
@@ -99,7 +110,7 @@ class CacheReconciler(Base):
         old = body.get("status") or {}
         new: Obj = {"observedGeneration": gen}
         users = self.users(ns, name)
-        new.update(users=users, userCount=len(users))
+        new.update(users=users[:MAX_USERS_LISTED], userCount=len(users))
         in_use = (
             st.true("InUse", "Serving", "served by " + ", ".join(users))
             if users
@@ -152,7 +163,14 @@ class CacheReconciler(Base):
         else:
             new["phase"] = "Pending"
         self._write_status(body, old, new)
+        self._local.served_changed = _served(old) != _served(new)
         self._events(body, old, conds)
+
+    @property
+    def served_changed(self) -> bool:
+        """Whether the last reconcile on this thread changed what the cache's users read from it
+        (not merely its list of users): only then are they queued."""
+        return bool(getattr(self._local, "served_changed", False))
 
     def _quotas(self, namespace: str) -> list[Obj]:
         return self.kube.list("ResourceQuota", namespace, {})

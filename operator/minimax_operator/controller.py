@@ -248,7 +248,7 @@ class Controller:
                     after = reconciler.reconcile(body)
                     if after is not None:
                         self.queue.add_after(item, after)
-                    if reconciler.status_changed:
+                    if reconciler.status_changed and (kind != CACHE_KIND or self.caches.served_changed):
                         fresh = self.cache.stores[kind].get(ns, name)
                         if fresh is not None:
                             self._related(kind, fresh)
