@@ -194,7 +194,9 @@ class StorageSpec(_Model):
     )
     retainOnDelete: bool = Field(
         default=True,
-        description="Keep the PVC (and its downloaded weights) when the resource is deleted.",
+        description="Keep the PVC (and its downloaded weights) when the MiniMaxModelCache that holds them is "
+        "deleted. The cache outlives the MiniMaxDeployments that use it; false makes the claim the cache's, "
+        "deleted with it.",
     )
 
 

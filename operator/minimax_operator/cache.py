@@ -57,16 +57,28 @@ def strip_pod(obj: Obj) -> Obj:
     return {k: obj[k] for k in ("apiVersion", "kind", "metadata", "status") if k in obj}
 
 
+#: An index: the values an object is found under (several, or none).
+Indexer = Callable[[Obj], Iterable[str]]
+
+
+def _instance(obj: Obj) -> Iterable[str]:
+    instance = (obj["metadata"].get("labels") or {}).get(INSTANCE_LABEL)
+    return (instance,) if instance else ()
+
+
 class Store:
-    """Objects of one kind by (namespace, name), with an index by instance label. Thread-safe.
+    """Objects of one kind by (namespace, name), with an index by instance label and any named
+    indexes given (values an object is found under, computed once per stored version). Thread-safe.
 
     Objects handed out are shared: callers must not mutate them (copy first).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, indexers: dict[str, Indexer] | None = None) -> None:
         self._lock = threading.Lock()
         self._objs: dict[Key, Obj] = {}
-        self._by_instance: dict[Key, set[str]] = {}
+        self._indexers: dict[str, Indexer] = {INSTANCE_LABEL: _instance, **(indexers or {})}
+        #: index name -> (namespace, value) -> names
+        self._indexes: dict[str, dict[Key, set[str]]] = {name: {} for name in self._indexers}
 
     def get(self, namespace: str, name: str) -> Obj | None:
         with self._lock:
@@ -77,11 +89,16 @@ class Store:
         with self._lock:
             instance = selector.get(INSTANCE_LABEL)
             if instance is not None and namespace is not None:
-                names = self._by_instance.get((namespace, instance), set())
+                names = self._indexes[INSTANCE_LABEL].get((namespace, instance), set())
                 candidates: Iterable[Obj] = [self._objs[(namespace, n)] for n in names]
             else:
                 candidates = [o for (ns, _), o in self._objs.items() if namespace is None or ns == namespace]
             return [o for o in candidates if _matches(o, selector)]
+
+    def indexed(self, index: str, namespace: str, value: str) -> builtins.list[Obj]:
+        """The objects of `namespace` found under `value` in a named index."""
+        with self._lock:
+            return [self._objs[(namespace, n)] for n in sorted(self._indexes[index].get((namespace, value), ()))]
 
     def all_keys(self) -> builtins.list[Key]:
         with self._lock:
@@ -103,9 +120,9 @@ class Store:
                     return False
             self._unindex(key, have)
             self._objs[key] = obj
-            instance = (meta.get("labels") or {}).get(INSTANCE_LABEL)
-            if instance:
-                self._by_instance.setdefault((key[0], instance), set()).add(key[1])
+            for name, indexer in self._indexers.items():
+                for value in indexer(obj):
+                    self._indexes[name].setdefault((key[0], value), set()).add(key[1])
             return True
 
     def remove(self, namespace: str, name: str) -> None:
@@ -118,7 +135,7 @@ class Store:
         with self._lock:
             gone = [o for k, o in self._objs.items() if k not in new]
             self._objs = {}
-            self._by_instance = {}
+            self._indexes = {name: {} for name in self._indexers}
         for o in new.values():
             self.put(o)
         return gone
@@ -126,13 +143,13 @@ class Store:
     def _unindex(self, key: Key, obj: Obj | None) -> None:
         if obj is None:
             return
-        instance = (obj["metadata"].get("labels") or {}).get(INSTANCE_LABEL)
-        if instance:
-            names = self._by_instance.get((key[0], instance))
-            if names is not None:
-                names.discard(key[1])
-                if not names:
-                    del self._by_instance[(key[0], instance)]
+        for name, indexer in self._indexers.items():
+            for value in indexer(obj):
+                names = self._indexes[name].get((key[0], value))
+                if names is not None:
+                    names.discard(key[1])
+                    if not names:
+                        del self._indexes[name][(key[0], value)]
 
 
 def _matches(obj: Obj, selector: dict[str, str]) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import logging
 from typing import Any
 
@@ -21,7 +20,8 @@ from pydantic import ValidationError
 from . import builders, quota, weights
 from . import status as st
 from .api import CACHE_KIND, MiniMaxModelCacheSpec
-from .builders import SERVES_ANNOTATION, Owner
+from .builders import Owner
+from .indexes import caches_named, served_weights
 from .metrics import WRITES
 from .ownership import NameConflict, conflict_message, controlled_by, ours, widest_mode
 from .presets import PRESETS
@@ -57,16 +57,6 @@ class CacheInUse(Exception):
     """A cache that servers still use cannot be deleted yet."""
 
 
-def served_weights(dep: Obj) -> Obj:
-    """What a server Deployment loads: {"cache", "claim", "path"} from its annotation, or {}."""
-    raw = (dep["metadata"].get("annotations") or {}).get(SERVES_ANNOTATION)
-    try:
-        out = json.loads(raw) if raw else {}
-    except ValueError:
-        return {}
-    return out if isinstance(out, dict) else {}
-
-
 def rolled_out(dep: Obj) -> bool:
     """Every pod of the Deployment runs its current template (no pod of an older one is left)."""
     s = dep.get("status") or {}
@@ -79,8 +69,7 @@ def rolled_out(dep: Obj) -> bool:
 
 
 def uses(mmd: Obj, cache: str) -> bool:
-    ref = ((mmd.get("spec") or {}).get("cacheRef") or {}).get("name")
-    return ref == cache or (mmd.get("status") or {}).get("cache") == cache
+    return cache in caches_named(mmd)
 
 
 class CacheReconciler(Base):
@@ -90,16 +79,13 @@ class CacheReconciler(Base):
 
     def servers(self, namespace: str, claim: str) -> list[Obj]:
         """Server Deployments (ours) that load weights from this claim."""
-        deps = self.kube.list("Deployment", namespace, {"app.kubernetes.io/component": builders.COMPONENT_SERVER})
-        return [d for d in deps if served_weights(d).get("claim") == claim]
+        return self.kube.indexed("Deployment", "claim", namespace, claim)
 
     def users(self, namespace: str, name: str) -> list[str]:
         """MiniMaxDeployments that serve (or are about to serve) these weights, by name."""
-        names = {m["metadata"]["name"] for m in self.kube.list("MiniMaxDeployment", namespace, {}) if uses(m, name)}
-        deps = self.kube.list("Deployment", namespace, {"app.kubernetes.io/component": builders.COMPONENT_SERVER})
-        for d in deps:
-            if served_weights(d).get("cache") == name:
-                names.add((d["metadata"].get("labels") or {}).get(builders.OWNER_LABEL, d["metadata"]["name"]))
+        names = {m["metadata"]["name"] for m in self.kube.indexed("MiniMaxDeployment", "cache", namespace, name)}
+        for d in self.kube.indexed("Deployment", "cache", namespace, name):
+            names.add((d["metadata"].get("labels") or {}).get(builders.OWNER_LABEL, d["metadata"]["name"]))
         return sorted(names)
 
     # ---- the steps ----------------------------------------------------------------------
@@ -112,7 +98,7 @@ class CacheReconciler(Base):
         users = self.users(ns, name)
         new.update(users=users[:MAX_USERS_LISTED], userCount=len(users))
         in_use = (
-            st.true("InUse", "Serving", "served by " + ", ".join(users))
+            st.true("InUse", "Serving", "served by " + _names(users))
             if users
             else st.false("InUse", "Unused", "no MiniMaxDeployment serves these weights")
         )
@@ -131,8 +117,13 @@ class CacheReconciler(Base):
                 if old.get(key):
                     new[key] = old[key]
         if not old:
-            # First sight: say so at once, then do the work behind other new resources.
-            self._finish(body, old, new, [st.unknown("Ready", "Pending", "checking names, quota and storage"), in_use])
+            # First sight: say so at once (no Event: nothing happened yet), then do the work
+            # behind other new resources.
+            first = [st.unknown("Ready", "Pending", "checking names, quota and storage"), in_use]
+            new["conditions"] = st.merge([], first, gen, iso(self.clock()))
+            new["phase"] = "Pending"
+            self._write_status(body, old, new)
+            self._local.served_changed = True
             self._wake(0)
             return
         owner = weights.cache_owner(name, meta["uid"])
@@ -421,7 +412,7 @@ class CacheReconciler(Base):
             users = self.users(meta["namespace"], meta["name"])
             if users:
                 msg = (
-                    f"deletion waits until no MiniMaxDeployment serves these weights: used by {', '.join(users)}; "
+                    f"deletion waits until no MiniMaxDeployment serves these weights: used by {_names(users)}; "
                     "delete them or point them at another cache"
                 )
                 old = body.get("status") or {}
@@ -441,6 +432,12 @@ class CacheReconciler(Base):
             self.kube.remove_finalizer(body, "minimax.chatos.io/finalizer")
             WRITES.labels(kind=f"{CACHE_KIND}/finalizer").inc()
         self._forget(meta["uid"])
+
+
+def _names(users: list[str], most: int = 10) -> str:
+    """Users for a message: the first few, and how many more."""
+    shown = ", ".join(users[:most])
+    return shown + (f" and {len(users) - most} more" if len(users) > most else "")
 
 
 def _merge_commits(have: list[Obj], seen: list[Obj], verified_at: str | None) -> list[Obj]:

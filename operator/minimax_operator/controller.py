@@ -21,7 +21,8 @@ from kubernetes.client import ApiClient
 from . import cache as c
 from .api import CACHE_KIND
 from .builders import CACHE_LABEL, MANAGER, OWNER_LABEL
-from .cache_reconciler import CacheReconciler, served_weights, uses
+from .cache_reconciler import CacheReconciler
+from .indexes import INDEXERS, served_weights
 from .kube import CACHED_KINDS, Kube, api_kind, resource_path
 from .reconcile_base import Base
 from .reconciler import Reconciler
@@ -55,7 +56,7 @@ class Cache:
     def __init__(self, client: ApiClient, namespaces: list[str], on_change: Callable[[str, Obj], None]):
         self.client = client
         self.on_change = on_change
-        self.stores: dict[str, c.Store] = {kind: c.Store() for kind in CACHED_KINDS}
+        self.stores: dict[str, c.Store] = {kind: c.Store(INDEXERS.get(kind)) for kind in CACHED_KINDS}
         # Named namespaces: a stream each (a Role per namespace allows that); globs or none: cluster-wide.
         self.scoped: list[str | None] = [] if c.has_glob(namespaces) else list(namespaces)
         self.ns_filter = c.namespace_filter(namespaces) if c.has_glob(namespaces) else None
@@ -193,9 +194,8 @@ class Controller:
             for cache in {ref, (body.get("status") or {}).get("cache")} - {None}:
                 self.queue.add((CACHE_KIND, ns, str(cache)))
         else:
-            for m in self.cache.stores[DEPLOYMENT].list(ns):
-                if uses(m, meta["name"]):
-                    self.queue.add((DEPLOYMENT, ns, m["metadata"]["name"]))
+            for m in self.cache.stores[DEPLOYMENT].indexed("cache", ns, meta["name"]):
+                self.queue.add((DEPLOYMENT, ns, m["metadata"]["name"]))
 
     def _changed(self, kind: str, obj: Obj) -> None:
         meta = obj["metadata"]

@@ -7,6 +7,7 @@ builders produce. One field manager for every apply.
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import json
 import logging
@@ -19,6 +20,7 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from .api import CACHE_KIND, CACHE_PLURAL, GROUP, PLURAL, VERSION
+from .indexes import INDEXERS
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +169,14 @@ class Kube:
         query = [("labelSelector", ",".join(f"{k}={v}" for k, v in sorted(selector.items())))]
         items: list[Obj] = self._call("GET", _path(kind, namespace), query=query)["items"]
         return items
+
+    def indexed(self, kind: str, index: str, namespace: str, value: str) -> builtins.list[Obj]:
+        """Objects of `kind` in `namespace` found under `value` in an index of indexes.py."""
+        if self.cache is not None and kind in CACHED_KINDS:
+            found: builtins.list[Obj] = self.cache.stores[kind].indexed(index, namespace, value)
+            return found
+        indexer = INDEXERS[kind][index]
+        return [o for o in self.list(kind, namespace, {}) if value in indexer(o)]
 
     def _remember(self, obj: Obj | None) -> None:
         if self.cache is not None and obj and obj.get("kind") in CACHED_KINDS:

@@ -197,8 +197,13 @@ class Reconciler(Base):
         if builders.CACHE_LABEL in labels:
             return None  # a cache's own claim
         repo = spec.repo or (resolve(meta["name"], meta["namespace"], spec).repo)
-        if labels.get(builders.MODEL_LABEL, model_label(repo)) != model_label(repo):
-            return None  # retained for another model
+        if builders.MODEL_LABEL in labels:
+            if labels[builders.MODEL_LABEL] != model_label(repo):
+                return None  # retained for another model
+        else:  # written before the model label: ours only if this very resource downloaded into it
+            status = body.get("status") or {}
+            if not ((status.get("download") or {}).get("jobName") or status.get("cache")):
+                return None
         for ref in pvc["metadata"].get("ownerReferences") or []:
             if ref.get("controller") and ref.get("uid") != meta["uid"] and ref.get("kind") != CACHE_KIND:
                 return None
@@ -281,7 +286,7 @@ class Reconciler(Base):
         mine = (meta.get("creationTimestamp") or "", meta["name"])
         earlier = []
         gpus = 0
-        for m in self.kube.list("MiniMaxDeployment", meta["namespace"], {}):
+        for m in self.kube.indexed("MiniMaxDeployment", "cache", meta["namespace"], w.cache):
             mm = m["metadata"]
             if mm["name"] == meta["name"] or (m.get("status") or {}).get("cache") != w.cache:
                 continue

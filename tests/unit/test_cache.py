@@ -82,3 +82,24 @@ def test_namespace_globs() -> None:
     f = namespace_filter(["team-*", "prod"])
     assert f is not None and f("team-a") and f("prod") and not f("production") and not f("kube-system")
     assert namespace_filter([]) is None
+
+
+def test_named_indexes_follow_every_version_of_an_object() -> None:
+    from minimax_operator.indexes import INDEXERS
+
+    s = Store(INDEXERS["MiniMaxDeployment"])
+
+    def mmd(name: str, rv: str, ref: str | None = None, served: str | None = None) -> dict:
+        spec = {"cacheRef": {"name": ref}} if ref else {}
+        status = {"cache": served} if served else {}
+        return {"metadata": {"name": name, "namespace": "ns", "uid": name, "resourceVersion": rv}, "spec": spec,
+                "status": status}  # fmt: skip
+
+    s.put(mmd("a", "1", ref="c1"))
+    s.put(mmd("b", "2", served="c1"))
+    assert [o["metadata"]["name"] for o in s.indexed("cache", "ns", "c1")] == ["a", "b"]
+    s.put(mmd("b", "3", served="c2"))  # moved to another cache: found there only
+    assert [o["metadata"]["name"] for o in s.indexed("cache", "ns", "c1")] == ["a"]
+    assert [o["metadata"]["name"] for o in s.indexed("cache", "ns", "c2")] == ["b"]
+    s.remove("ns", "a")
+    assert s.indexed("cache", "ns", "c1") == [] and s.indexed("cache", "other", "c2") == []

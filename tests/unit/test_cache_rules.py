@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from minimax_operator.cache_reconciler import _merge_commits, _served, rolled_out, served_weights, uses
+from minimax_operator.cache_reconciler import _merge_commits, _served, rolled_out, uses
+from minimax_operator.indexes import served_weights
 
 
 def dep(want: int, generation: int, **status: int) -> dict:
