@@ -249,6 +249,8 @@ class Reconciler(Base):
                 "namespace": ns,
                 "labels": implicit_cache_labels(),
                 "annotations": {CREATED_FOR: created_for},
+                # Its own reconcile would add it with one more write: a thousand models, a thousand writes.
+                "finalizers": [FINALIZER],
             },
             "spec": spec.model_dump(exclude_none=True, exclude_defaults=True),
         }
