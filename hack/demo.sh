@@ -58,6 +58,7 @@ if [[ "${DEMO_EXIT:-}" == 1 ]]; then
   kubectl get configmap chatos-models -n "$ns" -o jsonpath='{.data.models\.json}'
   echo
   echo "demo: the weights stay in their cache for the next resource of the model:"
+  kubectl wait -n "$ns" --for=jsonpath='{.status.userCount}'=0 "mmc/$cache" --timeout=60s >/dev/null
   kubectl get mmc -n "$ns"
   exit 0
 fi
