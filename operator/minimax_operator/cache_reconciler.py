@@ -452,11 +452,3 @@ def _merge_commits(have: list[Obj], seen: list[Obj], verified_at: str | None) ->
             entry["verifiedAt"] = verified_at
         by_path[path] = entry
     return sorted(by_path.values(), key=lambda c: (c.get("verifiedAt") or "", c["path"]))
-
-
-def owner_of(pvc: Obj) -> Owner | None:
-    """The controller owner reference of an object, as an Owner."""
-    for ref in pvc["metadata"].get("ownerReferences") or []:
-        if ref.get("controller"):
-            return Owner(name=ref["name"], uid=ref["uid"], kind=ref["kind"])
-    return None

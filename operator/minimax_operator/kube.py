@@ -221,21 +221,9 @@ class Kube:
 
     def add_finalizer(self, obj: Obj, finalizer: str) -> Obj:
         """Add `finalizer`, keeping the others, if the object is still the one read (resourceVersion)."""
-        meta = obj["metadata"]
-        patch = {
-            "metadata": {
-                "finalizers": [*(meta.get("finalizers") or []), finalizer],
-                "resourceVersion": meta["resourceVersion"],
-            }
-        }
-        result: Obj = self._call(
-            "PATCH",
-            _path(obj["kind"], meta["namespace"], meta["name"]),
-            body=patch,
-            content_type="application/merge-patch+json",
+        return self.merge_patch(
+            obj, {"metadata": {"finalizers": [*(obj["metadata"].get("finalizers") or []), finalizer]}}
         )
-        self._remember(result)
-        return result
 
     def remove_finalizer(self, obj: Obj, finalizer: str) -> None:
         """Remove `finalizer` from this very object (same uid), leaving every other finalizer alone.
