@@ -2,9 +2,12 @@
 # Start or stop the local cluster: a real control plane (etcd, kube-apiserver,
 # kube-controller-manager, kube-scheduler) run by kwokctl's binary runtime, with
 # kwok simulating two 8-GPU nodes and one CPU node (no kubelet, no containers).
+# With REAL_NODE=1 (on create; needs root) the CPU node is a real one instead: kubelet,
+# containerd, runc, CNI bridge, kube-proxy and local-path-provisioner (hack/node.sh), with
+# the operator's image built and imported (hack/image.sh). GPU nodes stay simulated.
 #
 #   hack/cluster.sh up   [NAME]   create or restart; prints the kubeconfig path
-#   hack/cluster.sh down [NAME]   delete the cluster and its provisioner
+#   hack/cluster.sh down [NAME]   delete the cluster, its node and its provisioner
 #   hack/cluster.sh kubeconfig [NAME]
 # NAME defaults to $CLUSTER_NAME or "minimax". Several clusters can run at once.
 # SERVICE_CIDR (on create) widens the Service IP range, e.g. 10.96.0.0/16 (the default
@@ -34,10 +37,15 @@ case "$cmd" in
   up)
     if kwokctl get clusters 2>/dev/null | grep -qx "$name"; then
       log "starting existing cluster $name"
+      [[ -f "$dir/real-node" ]] && "$here/node.sh" prepare
       kwokctl start cluster --name "$name" >&2
     else
       log "creating cluster $name (kube-apiserver $(kube-apiserver --version | awk '{print $2}'))"
       extra=()
+      if [[ "${REAL_NODE:-}" == 1 ]]; then
+        "$here/node.sh" prepare  # the bridge's address goes into the API server's certificate
+        extra+=(--config "$here/kwok/real-node.yaml")
+      fi
       if [[ -n "${SERVICE_CIDR:-}" ]]; then
         extra+=(--extra-args "kube-apiserver=service-cluster-ip-range=$SERVICE_CIDR")
         extra+=(--extra-args "kube-controller-manager=service-cluster-ip-range=$SERVICE_CIDR")
@@ -53,20 +61,27 @@ case "$cmd" in
         --config "$here/kwok/stages.yaml" \
         --kubeconfig "$kubeconfig" \
         --wait 120s ${extra[@]+"${extra[@]}"} >&2
+      [[ "${REAL_NODE:-}" == 1 ]] && touch "$dir/real-node"
     fi
     kwokctl get kubeconfig --name "$name" > "$kubeconfig.tmp" && mv "$kubeconfig.tmp" "$kubeconfig"
     k() { kubectl --kubeconfig "$kubeconfig" "$@"; }
     for _ in $(seq 60); do k get --raw /readyz >/dev/null 2>&1 && break; sleep 1; done
-    k apply --server-side -f "$here/kwok/nodes.yaml" -f "$here/kwok/storage.yaml" >&2
-    provisioner_stop
-    nohup "$python" "$here/fake_provisioner.py" --kubeconfig "$kubeconfig" > "$dir/provisioner.log" 2>&1 &
-    echo $! > "$dir/provisioner.pid"
+    if [[ -f "$dir/real-node" ]]; then
+      k apply --server-side -f "$here/kwok/nodes.yaml" -l nvidia.com/gpu.present=true >&2
+      "$here/node.sh" start "$name" "$kubeconfig"
+    else
+      k apply --server-side -f "$here/kwok/nodes.yaml" -f "$here/kwok/storage.yaml" >&2
+      provisioner_stop
+      nohup "$python" "$here/fake_provisioner.py" --kubeconfig "$kubeconfig" > "$dir/provisioner.log" 2>&1 &
+      echo $! > "$dir/provisioner.pid"
+    fi
     k wait --for=condition=Ready node --all --timeout=60s >&2
     log "ready: export KUBECONFIG=$kubeconfig"
     echo "$kubeconfig"
     ;;
   down)
     provisioner_stop
+    [[ -f "$dir/real-node" ]] && "$here/node.sh" stop "$name"
     if kwokctl get clusters 2>/dev/null | grep -qx "$name"; then
       kwokctl delete cluster --name "$name" --kubeconfig "$kubeconfig" >&2
     fi

@@ -8,6 +8,9 @@
 #
 # Usage: hack/tools.sh            build what is missing, print the bin dir
 #        hack/tools.sh --check    print the bin dir if complete, else exit 1
+#        hack/tools.sh --node     also build the real worker node's tools (kubelet,
+#                                 kube-proxy, containerd, runc, CNI plugins, local-path-provisioner)
+#                                 and print their bin dir instead
 # A tool already on PATH at the pinned version is not honoured blindly; set
 # MINIMAX_TOOLS_BIN to a directory holding all of them to skip building.
 set -euo pipefail
@@ -29,8 +32,17 @@ key="k8s-${KUBERNETES_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${
 bin="$cache/$key/bin"
 mkdir -p "$bin"
 
+node_tools=(kubelet kube-proxy containerd containerd-shim-runc-v2 ctr runc bridge host-local loopback portmap local-path-provisioner)
+node_key="node-k8s-${KUBERNETES_VERSION}_containerd-${CONTAINERD_VERSION}_runc-${RUNC_VERSION}_cni-${CNI_PLUGINS_VERSION}_lpp-${LOCAL_PATH_PROVISIONER_VERSION}"
+node_bin="$cache/$node_key/bin"
+want_node=0; [[ "${1:-}" == "--node" ]] && want_node=1
+
 complete() { for t in "${tools[@]}"; do [[ -x "$bin/$t" ]] || return 1; done; }
-if complete; then echo "$bin"; exit 0; fi
+node_complete() { for t in "${node_tools[@]}"; do [[ -x "$node_bin/$t" ]] || return 1; done; }
+if complete && { ((want_node == 0)) || node_complete; }; then
+  if ((want_node)); then echo "$node_bin"; else echo "$bin"; fi
+  exit 0
+fi
 [[ "${1:-}" == "--check" ]] && exit 1
 
 command -v go >/dev/null || { echo "error: Go is not installed; install Go >= 1.26 (https://go.dev/dl) to build the local cluster" >&2; exit 2; }
@@ -39,9 +51,10 @@ log() { echo "tools: $*" >&2; }
 work="$cache/$key/build"; mkdir -p "$work"
 export GOFLAGS="-trimpath" CGO_ENABLED=0 GOTOOLCHAIN=${GOTOOLCHAIN:-auto}
 
-build_kubernetes() {
+build_kubernetes() { # BIN TOOL...: the Kubernetes commands missing from BIN
+  local out=$1; shift
   local missing=()
-  for t in kube-apiserver kube-controller-manager kube-scheduler kubectl; do [[ -x "$bin/$t" ]] || missing+=("$t"); done
+  for t in "$@"; do [[ -x "$out/$t" ]] || missing+=("$t"); done
   ((${#missing[@]})) || return 0
   local v=$KUBERNETES_VERSION staging="v0.${KUBERNETES_VERSION#v1.}"
   local dir="$work/kubernetes"; mkdir -p "$dir"
@@ -70,13 +83,15 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
 )
 GO
   local minor=${v#v1.}; minor=${minor%%.*}
   local ld="-s -w -X k8s.io/component-base/version.gitVersion=$v -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/client-go/pkg/version.gitVersion=$v"
   (cd "$dir" && go mod tidy -e >/dev/null 2>&1 || true; cd "$dir" && GOFLAGS="$GOFLAGS -mod=mod -tags=tools" go mod download k8s.io/kubernetes)
   for t in "${missing[@]}"; do
-    (cd "$dir" && go build -mod=mod -ldflags "$ld" -o "$bin/.$t.tmp" "k8s.io/kubernetes/cmd/$t") && mv "$bin/.$t.tmp" "$bin/$t"
+    (cd "$dir" && go build -mod=mod -ldflags "$ld" -o "$out/.$t.tmp" "k8s.io/kubernetes/cmd/$t") && mv "$out/.$t.tmp" "$out/$t"
     log "built $t"
   done
 }
@@ -102,21 +117,47 @@ GO
   log "built etcd"
 }
 
-build_install() { # name module@version
-  [[ -x "$bin/$1" ]] && return 0
+build_install() { # name module@version [ldflags] [BIN]
+  local out=${4:-$bin}
+  [[ -x "$out/$1" ]] && return 0
   log "building $1 from $2"
   GOBIN="$work/gobin" go install -ldflags "-s -w ${3:-}" "$2"
   if [[ ! -x "$work/gobin/$1" ]]; then  # seen once on a cold build: go install returned 0, no binary
     log "no $1 binary after go install; trying once more"
     GOBIN="$work/gobin" go install -ldflags "-s -w ${3:-}" "$2"
   fi
-  mv "$work/gobin/$1" "$bin/$1"
+  mv "$work/gobin/$1" "$out/$1"
 }
 
-build_kubernetes
+build_node() {
+  mkdir -p "$node_bin"
+  build_kubernetes "$node_bin" kubelet kube-proxy
+  local cv=${CONTAINERD_VERSION#v}
+  for t in containerd containerd-shim-runc-v2 ctr; do
+    build_install "$t" "github.com/containerd/containerd/v2/cmd/$t@$CONTAINERD_VERSION" \
+      "-X github.com/containerd/containerd/v2/version.Version=$cv" "$node_bin"
+  done
+  # runc needs cgo and libseccomp (seccomp profiles are how restricted pods run); hack/node.sh
+  # installs libseccomp-dev before it builds.
+  if [[ ! -x "$node_bin/runc" ]]; then
+    CGO_ENABLED=1 GOFLAGS="$GOFLAGS -tags=seccomp" build_install runc "github.com/opencontainers/runc@$RUNC_VERSION" "-X main.version=${RUNC_VERSION#v}" "$node_bin"
+  fi
+  for p in main/bridge main/loopback ipam/host-local meta/portmap; do
+    build_install "${p#*/}" "github.com/containernetworking/plugins/plugins/$p@$CNI_PLUGINS_VERSION" "" "$node_bin"
+  done
+  build_install local-path-provisioner "github.com/rancher/local-path-provisioner@$LOCAL_PATH_PROVISIONER_VERSION" "" "$node_bin"
+}
+
+build_kubernetes "$bin" kube-apiserver kube-controller-manager kube-scheduler kubectl
 build_etcd
 build_install kwok "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
 build_install kwokctl "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION" "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
 build_install helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
 complete || { echo "error: some tools failed to build under $bin" >&2; exit 1; }
-echo "$bin"
+if ((want_node)); then
+  build_node
+  node_complete || { echo "error: some node tools failed to build under $node_bin" >&2; exit 1; }
+  echo "$node_bin"
+else
+  echo "$bin"
+fi

@@ -7,16 +7,22 @@ It answers the calls huggingface_hub's snapshot_download makes, the way the Hub 
   GET  /{repo}/resolve/{rev}/{path}            the bytes, with Range (206) for resumes
 and the Hub's error shapes (X-Error-Code RepoNotFound / RevisionNotFound / GatedRepo, 401
 "Invalid credentials"). Faults for tests: a file served corrupted, a connection cut after
-N bytes, a stall after N bytes. It counts the bytes it serves.
+N bytes, a stall after N bytes, a rate limit per connection. It counts the bytes it serves.
+
+Run as a program (`python fakehub.py --repo ORG/NAME ...`) it is the Hub of the cluster with a
+real node: a pod serving generated repositories, with `GET /_stats` (bytes served per repo
+and file) and `PUT /_rate?bytes_per_second=N` for the tests that drive it from outside.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
 import re
 import threading
+import time
 import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -48,6 +54,7 @@ class Faults:
     cut_after: dict[str, int] = field(default_factory=dict)  # path -> bytes, once
     stall_after: dict[str, int] = field(default_factory=dict)  # path -> bytes
     release: threading.Event = field(default_factory=threading.Event)
+    bytes_per_second: int = 0  # per connection; 0: as fast as it goes
 
 
 def make_files(root: Path, shards: int, shard_bytes: int) -> dict[str, Path]:
@@ -66,7 +73,8 @@ def make_files(root: Path, shards: int, shard_bytes: int) -> dict[str, Path]:
 class FakeHub:
     """Serve repositories made of local files. Use as a context manager."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.address = (host, port)
         self.repos: dict[str, Repo] = {}
         #: (repo id, tag or commit) -> that revision; `repos` holds each repo's main.
         self.revisions: dict[tuple[str, str], Repo] = {}
@@ -117,7 +125,7 @@ class FakeHub:
         class Handler(_Handler):
             fake = hub
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(self.address, Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
@@ -182,11 +190,25 @@ class _Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self.do_GET()
 
+    def do_PUT(self) -> None:
+        path, _, query = self.path.partition("?")
+        if path != "/_rate":
+            self._error(404, None, "not found")
+            return
+        rate = urllib.parse.parse_qs(query).get("bytes_per_second", ["0"])[0]
+        self.fake.faults.bytes_per_second = int(rate)
+        self._send(200, b"{}", {"Content-Type": "application/json"})
+
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         with self.fake._lock:
             self.fake.requests.append((self.command, path))
-        if m := _INFO.match(path):
+        if path == "/_stats":
+            with self.fake._lock:
+                served = dict(self.fake.bytes_served)
+            stats = {"bytes_served": served, "total": sum(served.values())}
+            self._send(200, json.dumps(stats).encode(), {"Content-Type": "application/json"})
+        elif m := _INFO.match(path):
             repo = self._repo(m.group(1), m.group(2))
             if repo:
                 siblings = [
@@ -274,6 +296,8 @@ class _Handler(BaseHTTPRequestHandler):
                 remaining -= len(chunk)
 
     def _write(self, path: str, chunk: bytes) -> None:
+        if rate := self.fake.faults.bytes_per_second:
+            time.sleep(len(chunk) / rate)
         try:
             self.wfile.write(chunk)
         except (BrokenPipeError, ConnectionResetError):
@@ -281,3 +305,29 @@ class _Handler(BaseHTTPRequestHandler):
             return
         with self.fake._lock:
             self.fake.bytes_served[path] = self.fake.bytes_served.get(path, 0) + len(chunk)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve generated repositories until killed (the in-cluster Hub of the real-node tests)."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--data", default="/data", help="where the generated files are written")
+    p.add_argument("--repo", action="append", default=[], help="ORG/NAME of a public repository")
+    p.add_argument("--gated", action="append", default=[], help="ORG/NAME of a repository gated by --token")
+    p.add_argument("--token", default=None, help="the token of the gated repositories (read from $HUB_TOKEN too)")
+    p.add_argument("--shards", type=int, default=3)
+    p.add_argument("--shard-mb", type=int, default=100)
+    a = p.parse_args(argv)
+    token = a.token or os.environ.get("HUB_TOKEN")
+    hub = FakeHub("0.0.0.0", a.port)
+    for i, repo_id in enumerate(a.repo + a.gated):
+        files = make_files(Path(a.data) / str(i), a.shards, a.shard_mb << 20)
+        gated = repo_id in a.gated
+        hub.add_repo(repo_id, files, token=token if gated else None, gated=gated)
+    with hub:
+        print(f"serving {len(hub.repos)} repositories on :{a.port}", flush=True)
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
