@@ -1,21 +1,29 @@
 #!/usr/bin/env bash
 # `make run`: the operator's whole job on the local cluster, end to end.
 #
-# Starts the local cluster (a real API server, scheduler and controllers; kwok
-# simulates the two 8-GPU nodes, so no GPU and no vLLM process is involved),
-# installs the CRD, runs the operator, applies the MiniMax-M2.5 example next to a
-# ChatOS ConfigMap and shows the resource reaching Ready and the ConfigMap patched.
-# The operator then keeps running in the foreground (Ctrl-C stops it);
-# DEMO_EXIT=1 stops it and exits instead. `make cluster-down` deletes the cluster.
+# As root (the CI and development machines), with a real node: the local cluster gets a
+# real worker node (kubelet, containerd, runc, CNI, kube-proxy, CoreDNS, local-path volumes;
+# hack/node.sh), the operator's image is built here and installed with helm, and a stand-in
+# for the Hugging Face Hub runs as a pod. The download Job then runs for real, as the image's
+# non-root user, into a real volume, with its progress in `kubectl get mmd`. Simulated: the
+# GPU nodes and the vLLM servers on them (kwok), and the weights (256 MiB of generated shards
+# served under MiniMax-M2.5's name, not the model).
+# Without root, or with REAL_NODE=0: every node is simulated and the operator runs here as a
+# process (the previous demo).
+# The operator then keeps running; DEMO_EXIT=1 deletes the resource and exits instead.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
 python=${PYTHON:-python3}
 ns=${DEMO_NAMESPACE:-demo}
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+real=${REAL_NODE:-auto}
+if [[ "$real" == auto ]]; then real=0; [[ $(id -u) == 0 ]] && real=1; fi
+if [[ "$real" == 1 ]]; then exec "$here/demo-real.sh"; fi
+say "Simulated demo (REAL_NODE=0 or not root): no container runs, the operator runs here"
 
 kubeconfig=$("$here/cluster.sh" up)
 export KUBECONFIG=$kubeconfig PATH="$("$here/tools.sh"):$PATH"
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 say "Installing the CRDs"
 kubectl apply --server-side -f "$root/crds" >/dev/null

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A real worker node for the local cluster: kubelet, containerd 2 with runc, CNI bridge
-# networking, kube-proxy and local-path-provisioner, all on this machine as root.
+# networking, kube-proxy, CoreDNS and local-path-provisioner, all on this machine as root.
 # Pods that need no GPU run here for real; GPU pods still go to kwok's simulated nodes.
 #
 #   hack/node.sh prepare          host set-up before the cluster exists (packages, bridge)
@@ -123,6 +123,7 @@ authorization: {mode: AlwaysAllow}
 failSwapOn: false
 podLogsDir: $dir/pod-logs
 clusterDomain: cluster.local
+clusterDNS: [$gateway]
 # Images are imported, never pulled: image garbage collection would lose them for good.
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
@@ -140,6 +141,20 @@ bindAddress: $gateway
 healthzBindAddress: 127.0.0.1:10256
 metricsBindAddress: 127.0.0.1:10249
 conntrack: {maxPerCore: 0}
+EOF
+  # Cluster DNS on the bridge (what kube-dns is on a real cluster): Services and pods of
+  # cluster.local only, as nothing outside this machine can be reached.
+  cat >"$dir/Corefile" <<EOF
+.:53 {
+    bind $gateway
+    errors
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        kubeconfig $kubeconfig
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+    }
+    cache 30
+}
 EOF
   cat >"$dir/local-path.json" <<EOF
 {"sharedFileSystemPath": "$dir/volumes"}
@@ -182,6 +197,7 @@ case "$cmd" in
       --hostname-override "$node" --node-ip "$gateway" --root-dir "$dir/kubelet" \
       --node-labels "minimax.chatos.io/real-node=true"
     start_one kube-proxy kube-proxy --config "$dir/kube-proxy.yaml"
+    start_one coredns coredns -conf "$dir/Corefile"
     k() { kubectl --kubeconfig "$kubeconfig" "$@"; }
     wait_for "node $node" 60 k get node "$node"
     k wait --for=condition=Ready "node/$node" --timeout=120s >&2
@@ -197,6 +213,7 @@ case "$cmd" in
     bin=$("$here/tools.sh" --node)
     stop_one local-path-provisioner
     stop_one kube-proxy
+    stop_one coredns
     stop_one kubelet
     # The pods' containers outlive the kubelet: stop them through containerd's CRI, then containerd.
     if [[ -S "$run/containerd.sock" ]]; then

@@ -9,7 +9,8 @@
 # Usage: hack/tools.sh            build what is missing, print the bin dir
 #        hack/tools.sh --check    print the bin dir if complete, else exit 1
 #        hack/tools.sh --node     also build the real worker node's tools (kubelet,
-#                                 kube-proxy, containerd, runc, CNI plugins, local-path-provisioner)
+#                                 kube-proxy, containerd, runc, CNI plugins, CoreDNS,
+#                                 local-path-provisioner)
 #                                 and print their bin dir instead
 # A tool already on PATH at the pinned version is not honoured blindly; set
 # MINIMAX_TOOLS_BIN to a directory holding all of them to skip building.
@@ -32,8 +33,8 @@ key="k8s-${KUBERNETES_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${
 bin="$cache/$key/bin"
 mkdir -p "$bin"
 
-node_tools=(kubelet kube-proxy containerd containerd-shim-runc-v2 ctr runc bridge host-local loopback portmap local-path-provisioner)
-node_key="node-k8s-${KUBERNETES_VERSION}_containerd-${CONTAINERD_VERSION}_runc-${RUNC_VERSION}_cni-${CNI_PLUGINS_VERSION}_lpp-${LOCAL_PATH_PROVISIONER_VERSION}"
+node_tools=(kubelet kube-proxy containerd containerd-shim-runc-v2 ctr runc bridge host-local loopback portmap coredns local-path-provisioner)
+node_key="node-k8s-${KUBERNETES_VERSION}_containerd-${CONTAINERD_VERSION}_runc-${RUNC_VERSION}_cni-${CNI_PLUGINS_VERSION}_coredns-${COREDNS_VERSION}_lpp-${LOCAL_PATH_PROVISIONER_VERSION}"
 node_bin="$cache/$node_key/bin"
 want_node=0; [[ "${1:-}" == "--node" ]] && want_node=1
 
@@ -145,6 +146,7 @@ build_node() {
   for p in main/bridge main/loopback ipam/host-local meta/portmap; do
     build_install "${p#*/}" "github.com/containernetworking/plugins/plugins/$p@$CNI_PLUGINS_VERSION" "" "$node_bin"
   done
+  build_install coredns "github.com/coredns/coredns@$COREDNS_VERSION" "" "$node_bin"
   build_install local-path-provisioner "github.com/rancher/local-path-provisioner@$LOCAL_PATH_PROVISIONER_VERSION" "" "$node_bin"
 }
 

@@ -197,7 +197,9 @@ class Kube:
             method="GET",
             resource_path=_path("Pod", namespace, pod, "log"),
             query_params=[("container", container), ("tailLines", str(lines)), ("limitBytes", "65536")],
-            header_params={"Accept": "text/plain"},
+            # The log is text/plain, but the API server answers 406 to `Accept: text/plain` (it
+            # negotiates only its serializers' types): ask as kubectl does. Found on the real node.
+            header_params={"Accept": "application/json, */*"},
             auth_settings=["BearerToken"],
         )
         resp = self.client.call_api(method_, url, header_params=headers, body=payload, _request_timeout=5)

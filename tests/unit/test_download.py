@@ -81,7 +81,9 @@ def test_allow_patterns_limit_the_files(hub: FakeHub, tmp_path: Path) -> None:
     assert [p.name for p in dest.iterdir() if p.is_file() and not p.name.startswith(".")] == ["config.json"]
 
 
-def test_resume_after_kill_fetches_only_what_is_missing(hub: FakeHub, tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "terminated"])
+def test_resume_after_kill_fetches_only_what_is_missing(hub: FakeHub, tmp_path: Path, sig: signal.Signals) -> None:
+    """A pod killed, or deleted (SIGTERM: the downloader exits at once with 143, even as PID 1)."""
     dest = tmp_path / "m"
     first = "model-00000-of-00003.safetensors"
     hub.faults.stall_after[first] = SHARD // 2
@@ -103,8 +105,8 @@ def test_resume_after_kill_fetches_only_what_is_missing(hub: FakeHub, tmp_path: 
         elif now >= SHARD // 2 - 65536 and time.monotonic() - stable_since > 0.5:
             break
         time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.send_signal(sig)
+    assert proc.wait(timeout=10) == (143 if sig == signal.SIGTERM else -signal.SIGKILL)
     kept = partial_bytes()
     assert SHARD // 2 - 65536 <= kept <= SHARD // 2, "the killed download should leave about half of the file"
     assert not (dest / first).exists()  # a partial file is never taken for a complete one
