@@ -16,7 +16,7 @@ from typing import Any
 
 from tests.e2e.support import Cluster, wait_for
 
-from .conftest import GATED_REPO, SHARD_MIB, SHARDS, Hub, volume_path
+from .support import GATED_REPO, SHARD_MIB, SHARDS, Hub, volume_path
 
 MODEL_BYTES = SHARDS * (SHARD_MIB << 20)  # and a few bytes of config.json
 
