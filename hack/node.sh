@@ -42,7 +42,8 @@ bridge_up() {
   if ! ip link show "$bridge" >/dev/null 2>&1; then
     ip link add "$bridge" type bridge
   fi
-  ip addr show dev "$bridge" | grep -q " $gateway/" || ip addr add "$gateway/24" dev "$bridge"
+  local addrs; addrs=$(ip -4 addr show dev "$bridge")  # not piped into grep -q: SIGPIPE and pipefail
+  [[ "$addrs" == *" $gateway/"* ]] || ip addr add "$gateway/24" dev "$bridge"
   ip link set "$bridge" up
   # Pods reach Services through kube-proxy's NAT, also when both ends share the bridge.
   sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1
@@ -181,6 +182,14 @@ case "$cmd" in
     ;;
   start)
     kubeconfig=${3:?kubeconfig}
+    for other in "$cache"/kwok/clusters/*/node/kubelet.pid; do
+      [[ -f "$other" && "$other" != "$dir/kubelet.pid" ]] || continue
+      if kill -0 "$(cat "$other")" 2>/dev/null; then
+        owner=$(basename "$(dirname "$(dirname "$other")")")
+        echo "error: cluster $owner already has this machine's real node; hack/cluster.sh down $owner first" >&2
+        exit 1
+      fi
+    done
     need_packages
     bin=$("$here/tools.sh" --node)
     cpbin=$("$here/tools.sh")
@@ -222,6 +231,8 @@ case "$cmd" in
       done
     fi
     stop_one containerd
+    # Shims outlive containerd by design; those of this node's pods go with it.
+    pkill -f -- "-address $run/containerd.sock" 2>/dev/null || true
     # Leftover mounts of the kubelet (volumes) and containerd (rootfs) under the node's folders.
     if [[ -d "$dir" ]]; then
       grep -o " $dir[^ ]*\| $run[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
