@@ -238,7 +238,7 @@ case "$cmd" in
       grep -o " $dir[^ ]*\| $run[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
     fi
     for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^cni-' || true); do ip netns delete "$ns" 2>/dev/null || true; done
-    iptables-save 2>/dev/null | grep -q KUBE- && { kube_proxy=$bin/kube-proxy; "$kube_proxy" --cleanup >/dev/null 2>&1 || true; }
+    "$bin/kube-proxy" --cleanup >/dev/null 2>&1 || true  # its iptables chains
     rm -rf "$run"
     log "node of $name stopped"
     ;;

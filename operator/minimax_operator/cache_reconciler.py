@@ -343,15 +343,22 @@ class CacheReconciler(Base):
             if refused:
                 reason, text = st.creation_failure(refused)
                 return st.false("Ready", reason, f"download Job {job_name} cannot create its pod: {text}")
+        # A pod that failed while the Job still retries (backoffLimit): its reason now, not once
+        # the Job gives up minutes later (a gated repo took 2.5 min to say so on the real node).
+        failed_pod = failure_text(st.terminated_message(pods, "Failed"))
         running = [p for p in pods if p.get("status", {}).get("phase") == "Running"]
         if running:
             newest = max(running, key=lambda p: p["metadata"].get("creationTimestamp", ""))
             self._wake(self.settings.progress_seconds)
             dl.update(self._progress(newest) or kept_progress(dl_old if same_key else {}))
             pct = f" ({dl['progress']})" if dl.get("progress") else ""
-            return st.false(
-                "Ready", "Downloading", f"downloading {rc.repo} {rc.revision} into PVC {rc.claim_name}{pct}{serving}"
-            )
+            doing = f"downloading {rc.repo} {rc.revision} into PVC {rc.claim_name}{pct}"
+            if failed_pod:
+                return st.false("Ready", "DownloadRetrying", f"{doing} after a failed pod: {failed_pod}{serving}")
+            return st.false("Ready", "Downloading", f"{doing}{serving}")
+        if failed_pod and not any(p.get("status", {}).get("phase") == "Succeeded" for p in pods):
+            text = f"a pod of Job {job_name} failed: {failed_pod}; the Job starts another{serving}"
+            return st.false("Ready", "DownloadRetrying", text)
         if any(p.get("status", {}).get("phase") == "Succeeded" for p in pods):
             # The pod is done; the Job controller marks the Job Complete a moment later. Not "waiting".
             dl.update(kept_progress(dl_old if same_key else {}))

@@ -481,9 +481,35 @@ def _exit_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, lambda *_: os._exit(143))
 
 
+def check_writable(folder: Path) -> None:
+    """Refuse before the first byte when this user cannot write the claim.
+
+    hostPath volumes and some provisioners ignore the pod's fsGroup, so a claim whose root
+    folder belongs to root with mode 0755 is read-only to the image's non-root user (seen on
+    the real node). Said once, with the owner and mode, instead of a traceback per file.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".minimax-write-check-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        if e.errno not in (13, 30):  # EACCES, EROFS
+            raise
+        where = folder if folder.exists() else folder.parent
+        st = where.stat()
+        raise DownloadError(
+            "VolumeNotWritable",
+            f"uid {os.getuid()} (gid {os.getgid()}) cannot write {where}: owned by {st.st_uid}:{st.st_gid}, "
+            f"mode {st.st_mode & 0o7777:o}{' (read-only file system)' if e.errno == 30 else ''}; the claim's "
+            "storage must let the pod's fsGroup write it (hostPath volumes ignore fsGroup)",
+        ) from e
+
+
 def main(args: argparse.Namespace) -> int:
     _exit_on_sigterm()
     try:
+        check_writable(Path(args.root or args.dest))
         for folder in getattr(args, "server_cache", None) or []:
             prepare_server_cache(folder)
         result = run(args)

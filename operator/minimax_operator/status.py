@@ -18,6 +18,7 @@ FAILURE_REASONS = frozenset(
         "InvalidSpec",
         "LayoutInvalid",
         "DownloadFailed",
+        "DownloadRetrying",
         "CrashLoopBackOff",
         "ImagePullBackOff",
         "ErrImagePull",

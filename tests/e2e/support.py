@@ -316,7 +316,10 @@ def local_cluster(given: str | None, prefix: str, **env: str) -> Iterator[str]:
     name = f"{prefix}-{secrets.token_hex(3)}"
     environ = {**os.environ, "PYTHON": sys.executable, **env}
     script = str(ROOT / "hack" / "cluster.sh")
-    out = subprocess.run([script, "up", name], check=True, capture_output=True, text=True, env=environ)
+    out = subprocess.run([script, "up", name], capture_output=True, text=True, env=environ)
+    if out.returncode:  # the reason is in what the script printed, not in the exit code
+        subprocess.run([script, "down", name], check=False, env=environ)
+        raise RuntimeError(f"hack/cluster.sh up {name} failed ({out.returncode}):\n{out.stderr[-4000:]}")
     try:
         yield out.stdout.strip().splitlines()[-1]
     finally:

@@ -55,21 +55,9 @@ def helm(cluster: Cluster, *args: str) -> str:
 
 def install_operator(cluster: Cluster) -> str:
     """The operator as a user installs it: the chart, the image built here, its ServiceAccount."""
-    helm(
-        cluster,
-        "upgrade",
-        "--install",
-        "minimax-operator",
-        str(ROOT / "charts" / "minimax-operator"),
-        "-n",
-        OPERATOR_NAMESPACE,
-        "--create-namespace",
-        "--set",
-        "replicas=1",
-        "--wait",
-        "--timeout",
-        "180s",
-    )
+    chart = str(ROOT / "charts" / "minimax-operator")
+    helm(cluster, "upgrade", "--install", "minimax-operator", chart, "-n", OPERATOR_NAMESPACE, "--create-namespace",
+         "--set", "replicas=1", "--wait", "--timeout", "180s")  # fmt: skip
     return OPERATOR_NAMESPACE
 
 

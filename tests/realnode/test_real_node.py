@@ -9,10 +9,13 @@ kubelet. Only the vLLM servers (GPU nodes) are simulated.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 import urllib.request
 from typing import Any
+
+import pytest
 
 from tests.e2e.support import Cluster, wait_for
 
@@ -49,12 +52,18 @@ def download_column(cluster: Cluster, ns: str, name: str) -> str:
 
 def test_operator_runs_in_the_cluster_from_its_chart(real_cluster: Cluster, operator: str) -> None:
     c = real_cluster
-    pods = c.core.list_namespaced_pod(operator, label_selector="app.kubernetes.io/name=minimax-operator").items
-    pods = [p for p in pods if p.metadata.deletion_timestamp is None]
-    assert pods, "no operator pod"
-    pod = pods[0]
+
+    def ready_pod() -> Any:
+        pods = c.core.list_namespaced_pod(operator, label_selector="app.kubernetes.io/name=minimax-operator").items
+        live = [p for p in pods if p.metadata.deletion_timestamp is None]
+        statuses = {p.metadata.name: p.status.container_statuses or [] for p in live}
+        return next(
+            (p for p in live if statuses[p.metadata.name] and all(s.ready for s in statuses[p.metadata.name])), None
+        )
+
+    pod = wait_for(ready_pod, 60, what="the operator's pod Ready (its readiness probe)")
     assert pod.spec.node_name == "real-node"
-    assert all(s.ready for s in pod.status.container_statuses), "readiness probe not passing"
+    assert pod.status.container_statuses[0].restart_count == 0, "the liveness probe restarted it"
     container = pod.spec.containers[0]
     assert container.liveness_probe and container.readiness_probe
     assert pod.spec.service_account_name == "minimax-operator"
@@ -172,10 +181,61 @@ def test_a_gated_repo_without_a_token_fails_with_the_reason(
 ) -> None:
     c = real_cluster
     c.create_mmd(ns, "notoken", {**spec(hub, GATED_REPO), "chatos": {"enabled": False}})
-    cond = c.wait_condition(ns, "notoken", "WeightsReady", "False", "DownloadFailed", timeout=180)
+    # Said as soon as the first pod fails, while the Job still retries (not minutes later).
+    cond = c.wait_condition(ns, "notoken", "WeightsReady", "False", "DownloadRetrying", timeout=60)
     assert "Unauthorized" in cond["message"] and "tokenSecretRef" in cond["message"]
     cache = c.cache_of(ns, "notoken")
     events = c.events(ns, cache) + c.events(ns, "notoken")
     assert any(e["type"] == "Warning" and "tokenSecretRef" in (e["message"] or "") for e in events), events
     pod = download_pods(c, ns)[-1]
     assert pod.spec.node_name == "real-node" and pod.status.phase == "Failed"
+
+
+def test_a_claim_the_non_root_downloader_cannot_write_says_so(
+    real_cluster: Cluster, operator: str, hub: Hub, ns: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A hostPath volume ignores fsGroup: root-owned 0755 is read-only to uid 10001. Before any byte."""
+    c = real_cluster
+    folder = tmp_path_factory.mktemp("root-owned")
+    folder.chmod(0o755)
+    os.chown(folder, 0, 0)
+    pv = f"{ns}-hostpath"
+    c.apply_docs(
+        [
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": pv},
+                "spec": {
+                    "capacity": {"storage": "1Gi"},
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": "",
+                    "hostPath": {"path": str(folder), "type": "Directory"},
+                    "claimRef": {"namespace": ns, "name": "mine"},
+                },
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "mine", "namespace": ns},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": "",
+                    "volumeName": pv,
+                    "resources": {"requests": {"storage": "1Gi"}},
+                },
+            },
+        ]
+    )
+    try:
+        body = spec(hub, "MiniMaxAI/Real-Tiny")
+        body["storage"] = {"existingClaim": "mine"}
+        c.create_mmd(ns, "readonly", {**body, "chatos": {"enabled": False}})
+        cond = c.wait_condition(ns, "readonly", "WeightsReady", "False", "DownloadRetrying", timeout=60)
+        assert "VolumeNotWritable" in cond["message"] and "uid 10001" in cond["message"], cond
+        assert "owned by 0:0, mode 755" in cond["message"]
+        assert list(folder.iterdir()) == [], "nothing written"
+    finally:
+        c.delete_mmd(ns, "readonly")
+        c.kubectl("delete", "pvc", "mine", "-n", ns, "--wait=false", check=False)
+        c.kubectl("delete", "pv", pv, "--wait=false", check=False)

@@ -300,3 +300,22 @@ def test_prune_refuses_what_is_not_a_model_folder_inside_the_claim(tmp_path: Pat
             download.prune(root, rel)
         assert e.value.reason == reason
     assert (root / "data" / "db").exists() and outside.exists()
+
+
+def test_a_claim_this_user_cannot_write_is_refused_with_its_owner_and_mode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a non-root pod meets on a hostPath claim (the real-node test shows it for real)."""
+    from minimax_operator import download
+
+    folder = tmp_path / "claim"
+    folder.mkdir(mode=0o755)
+
+    def refuse(self: Path, data: bytes) -> int:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "write_bytes", refuse)
+    with pytest.raises(download.DownloadError) as e:
+        download.check_writable(folder)
+    assert e.value.reason == "VolumeNotWritable"
+    assert f"owned by {os.getuid()}:{os.getgid()}, mode 755" in e.value.message and "fsGroup" in e.value.message
