@@ -81,7 +81,9 @@ case "$cmd" in
     ;;
   down)
     provisioner_stop
-    [[ -f "$dir/real-node" ]] && "$here/node.sh" stop "$name"
+    if [[ -f "$dir/real-node" ]]; then
+      "$here/node.sh" stop "$name" || log "stopping the real node failed; deleting the cluster anyway"
+    fi
     if kwokctl get clusters 2>/dev/null | grep -qx "$name"; then
       kwokctl delete cluster --name "$name" --kubeconfig "$kubeconfig" >&2
     fi

@@ -235,7 +235,7 @@ case "$cmd" in
     pkill -f -- "-address $run/containerd.sock" 2>/dev/null || true
     # Leftover mounts of the kubelet (volumes) and containerd (rootfs) under the node's folders.
     if [[ -d "$dir" ]]; then
-      grep -o " $dir[^ ]*\| $run[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+      { grep -o " $dir[^ ]*\| $run[^ ]*" /proc/mounts || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
     fi
     for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^cni-' || true); do ip netns delete "$ns" 2>/dev/null || true; done
     "$bin/kube-proxy" --cleanup >/dev/null 2>&1 || true  # its iptables chains
