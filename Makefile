@@ -37,6 +37,7 @@ lint: venv
 	$(PY) -m ruff check operator tests hack bench
 	$(PY) -m ruff format --check operator tests hack bench
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 unit: venv
 	$(PY) -m pytest -m 'not e2e' -q

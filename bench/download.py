@@ -1,6 +1,6 @@
 """Benchmark the weight downloader against a Hub on loopback.
 
-Serves a repository of about 2 GB in shards (tests/fakehub.py) and times, in one run:
+Serves a repository of about 2 GB in shards (tests/harness/fakehub.py) and times, in one run:
   - `minimax-operator download` (fetch + sha256 verification + marker),
   - `hf download` (the CLI that replaced the seed guide's huggingface-cli),
   - plain `curl` of the same files (8 in parallel, no verification),
@@ -9,7 +9,7 @@ the repository's size. Ends with one line:
   download_vs_curl=<ratio> hf_cli_vs_curl=<ratio> resume_extra=<fraction>
 (ratio = seconds / curl's seconds; 1.0 is as fast as curl).
 
-Usage: .venv/bin/python bench/download.py [--gb 2] [--shards 8] [--runs 2]
+Usage: .venv/bin/python -m bench.download [--gb 2] [--shards 8] [--runs 2]
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.fakehub import FakeHub, make_files
+from tests.harness.fakehub import FakeHub, make_files
 
 REPO = "MiniMaxAI/Bench"
 

@@ -7,7 +7,7 @@ replica is started again as the new follower. Also measures a graceful handover
 (SIGTERM: the leader gives the Lease back). Ends with one line:
   failover_median_s=<s> first_status_after_kill_median_s=<s> graceful_handover_s=<s>
 
-Usage: .venv/bin/python bench/failover.py [--runs 5] [--kubeconfig PATH]
+Usage: .venv/bin/python -m bench.failover [--runs 5] [--kubeconfig PATH]
 Without --kubeconfig it starts its own local cluster (hack/cluster.sh) and deletes it after.
 """
 
@@ -17,16 +17,21 @@ import argparse
 import contextlib
 import secrets
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from tests.harness.cluster import BENCH_SPEC as SPEC
+from tests.harness.cluster import (
+    Cluster,
+    Operator,
+    local_cluster,
+    operator_identity_kubeconfig,
+    start_operator,
+    wait_for,
+)
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from tests.e2e.conftest import operator_identity_kubeconfig, start_operator  # noqa: E402
-from tests.e2e.support import BENCH_SPEC as SPEC  # noqa: E402
-from tests.e2e.support import Cluster, Operator, local_cluster, wait_for  # noqa: E402
 
 
 def main() -> int:

@@ -1,7 +1,7 @@
 """Figures of the real node: start time, download throughput and memory, resume, component memory.
 
-    .venv/bin/python bench/real_node.py                # starts a REAL_NODE=1 cluster, deletes it after
-    .venv/bin/python bench/real_node.py --kubeconfig ~/.cache/minimax-operator/kubeconfig-NAME
+    .venv/bin/python -m bench.real_node                # starts a REAL_NODE=1 cluster, deletes it after
+    .venv/bin/python -m bench.real_node --kubeconfig ~/.cache/minimax-operator/kubeconfig-NAME
 
 Needs root (the node is this machine). The operator is installed by its chart and the fake
 Hub runs as a pod (tests/realnode/support.py), so every byte goes through a real download
@@ -14,16 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from tests.harness.cluster import Cluster, local_cluster, wait_for
+from tests.harness.realnode import SHARD_MIB, SHARDS, deploy_hub, install_operator
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "operator"))
-from tests.e2e.support import Cluster, local_cluster, wait_for  # noqa: E402
-from tests.realnode.support import SHARD_MIB, SHARDS, deploy_hub, install_operator  # noqa: E402
 
 MODEL_BYTES = SHARDS * (SHARD_MIB << 20)
 CACHE = Path(os.environ.get("MINIMAX_CACHE_DIR", Path.home() / ".cache" / "minimax-operator"))

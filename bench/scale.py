@@ -21,7 +21,7 @@ Ends with one line per N, the last for the largest N:
   idle_writes_per_min= rss_mib= idle_cpu_pct=
 (idle_*_per_min exclude the Lease renewals of leader election, printed as lease_per_min.)
 
-Usage: .venv/bin/python bench/scale.py [--n 1000 ...] [--idle-seconds 180] [--kubeconfig PATH]
+Usage: .venv/bin/python -m bench.scale [--n 1000 ...] [--idle-seconds 180] [--kubeconfig PATH]
 """
 
 from __future__ import annotations
@@ -41,24 +41,20 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from kubernetes import client, config, watch
+from tests.harness.cluster import BENCH_SPEC as SPEC
+from tests.harness.cluster import Cluster, free_port, local_cluster, operator_identity_kubeconfig, wait_for
+
+from minimax_operator.api.names import GROUP, PLURAL, VERSION
+from minimax_operator.api.v1alpha1 import MiniMaxDeploymentSpec
+from minimax_operator.model.deployment import WeightsSource, resolve
+from minimax_operator.model.model_cache import implicit_cache, resolve_cache
+from minimax_operator.protocol import commit_folder
+from minimax_operator.render import model_cache as weights
+from minimax_operator.render import server as builders
+from minimax_operator.render.meta import OperatorSettings
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "operator"))
-from kubernetes import client, config, watch  # noqa: E402
-from tests.e2e.conftest import _free_port, operator_identity_kubeconfig  # noqa: E402
-from tests.e2e.support import BENCH_SPEC as SPEC  # noqa: E402
-from tests.e2e.support import Cluster, local_cluster, wait_for  # noqa: E402
-
-from minimax_operator import builders, weights  # noqa: E402
-from minimax_operator.api import GROUP, PLURAL, VERSION, MiniMaxDeploymentSpec  # noqa: E402
-from minimax_operator.resolve import (  # noqa: E402
-    Weights,
-    commit_folder,
-    implicit_cache,
-    resolve,
-    resolve_cache,
-)
 
 SA = {"kind": "ServiceAccount", "serviceAccount": {"name": "minimax-operator", "namespace": "minimax-system"}}
 READ_VERBS = ["get", "list", "watch"]
@@ -150,9 +146,9 @@ def floor(cluster: Cluster, n: int) -> float:
         cache_name, cache_spec = implicit_cache(spec)
         rc = resolve_cache(cache_name, ns, cache_spec)
         path = commit_folder(rc.repo, "0" * 40)
-        w = Weights(cache_name, cache_spec, rc.claim_name, rc.access_mode, path=path)
+        w = WeightsSource(cache_name, cache_spec, rc.claim_name, rc.access_mode, path=path)
         r = resolve(f"m{i}", ns, spec, {}, w)
-        objs.append(weights.render_cache(rc, None, builders.OperatorSettings()) + builders.render_server(r, None))
+        objs.append(weights.render_cache(rc, None, OperatorSettings()) + builders.render_server(r, None))
     t0 = time.monotonic()
     apply(cluster, [o for set_ in objs for o in set_[:2]])  # PVC and Job
     wait_for(lambda: count(cluster, ns, "jobs", job_done) == n, 3600, what="floor Jobs complete", interval=1)
@@ -237,7 +233,7 @@ def measure(kubeconfig: str, n: int, idle_seconds: float, extra_args: list[str],
     ns = f"bench-op-{tag}"
     cluster.kubectl("create", "namespace", ns)
     op_kubeconfig = operator_identity_kubeconfig(cluster, work / "kubeconfig")
-    metrics, health = _free_port(), _free_port()
+    metrics, health = free_port(), free_port()
     args = [sys.executable, "-m", "minimax_operator", "run", "--kubeconfig", str(op_kubeconfig)]
     args += ["--namespace", ns, "--leader-election-namespace", "minimax-system", "--leader-election-id", f"bench-{tag}"]
     args += ["--metrics-port", str(metrics), "--health-port", str(health), "--log-format", "plain", *extra_args]

@@ -26,7 +26,7 @@ kubectl get pods -n minimax-system -o wide
 
 say "Starting the Hub stand-in in namespace hub (generated shards, not MiniMax's weights)"
 kubectl create namespace hub --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-kubectl create configmap fakehub -n hub --from-file="$root/tests/fakehub.py" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl create configmap fakehub -n hub --from-file="$root/tests/harness/fakehub.py" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 kubectl create secret generic hub-token -n hub --from-literal=token="hf_demo_$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
   --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 kubectl apply -n hub -f "$here/hub/hub.yaml" >/dev/null

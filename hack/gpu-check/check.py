@@ -19,20 +19,18 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+from minimax_operator.api.v1alpha1 import MiniMaxDeployment
+from minimax_operator.model.deployment import resolve
+from minimax_operator.render import chatos
+from minimax_operator.render import server as builders
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "operator"))
-
-from minimax_operator import builders  # noqa: E402
-from minimax_operator.api import MiniMaxDeployment  # noqa: E402
-from minimax_operator.resolve import resolve  # noqa: E402
-
 PORT = 8000
 BASE = f"http://127.0.0.1:{PORT}"
 TOOLS = [
@@ -58,7 +56,7 @@ def rendered(preset: str) -> tuple[dict[str, Any], dict[str, Any]]:
     mmd = MiniMaxDeployment.model_validate(doc)
     r = resolve("check", "default", mmd.spec, {})
     deployment = builders.deployment(r, None)
-    return deployment["spec"]["template"]["spec"]["containers"][0], builders.chatos_entry(r)
+    return deployment["spec"]["template"]["spec"]["containers"][0], chatos.chatos_entry(r)
 
 
 def one_gpu(args: list[str]) -> list[str]:

@@ -32,7 +32,7 @@ PY
   touch "$site/.installed"
   echo "installed vLLM and $(ls "$store"/deps | wc -l) wheels in $(( $(date +%s) - t0 )) s"
 fi
-export PYTHONPATH=$site PATH=$site/bin:$PATH PYTHONUNBUFFERED=1
+export PYTHONPATH=$site:$PWD/operator PATH=$site/bin:$PATH PYTHONUNBUFFERED=1
 echo "ulimit -n soft $(ulimit -Sn) hard $(ulimit -Hn)"
 python3 -c 'import vllm, torch; print("vllm", vllm.__version__, "torch", torch.__version__, torch.cuda.get_device_name())'
 

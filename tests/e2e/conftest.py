@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,9 +21,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.fakehub import FakeHub, make_files
-
-from .support import ROOT, Cluster, Executor, Operator, wait_for
+from tests.harness.cluster import (
+    ROOT,
+    Cluster,
+    Executor,
+    Operator,
+    operator_identity_kubeconfig,
+    start_operator,
+    wait_for,
+)
+from tests.harness.fakehub import FakeHub, make_files
 
 pytestmark = pytest.mark.e2e
 
@@ -33,33 +39,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "/e2e/" in str(item.fspath):
             item.add_marker(pytest.mark.e2e)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def operator_identity_kubeconfig(admin: Cluster, path: Path) -> Path:
-    """The operator's identity: the ServiceAccount and ClusterRole of the install manifest (the chart's output).
-
-    So every e2e test also proves the RBAC suffices, and the audit log can tell its requests apart.
-    """
-    admin.kubectl("create", "namespace", "minimax-system", check=False)
-    install = yaml.safe_load_all((ROOT / "docs" / "install" / "operator.yaml").read_text())
-    kinds = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
-    admin.apply_docs([d for d in install if d and d["kind"] in kinds])
-    return token_kubeconfig(admin, "minimax-system", "minimax-operator", path)
-
-
-def token_kubeconfig(admin: Cluster, namespace: str, service_account: str, path: Path) -> Path:
-    """A kubeconfig that authenticates as a ServiceAccount, as the operator's pod would."""
-    token = admin.kubectl("create", "token", service_account, "-n", namespace, "--duration=24h").strip()
-    config = yaml.safe_load(Path(admin.kubeconfig).read_text())
-    config["users"][0]["user"] = {"token": token}
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -104,27 +83,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 @pytest.fixture(scope="session")
 def operator_kubeconfig(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return operator_identity_kubeconfig(cluster, tmp_path_factory.mktemp("operator") / "kubeconfig")
-
-
-def start_operator(
-    kubeconfig: Path,
-    log: Path,
-    namespaces: list[str],
-    *extra: str,
-    lease: str | None = None,
-    leader: bool = True,
-    lease_namespace: str = "minimax-system",
-) -> Operator:
-    """An operator process campaigning for its own Lease (or `lease`, shared by an HA pair).
-
-    `leader`: wait until it leads (a follower of a shared Lease is only healthy, not leading).
-    """
-    lease = lease or f"e2e-{secrets.token_hex(3)}"
-    args = ["--leader-election-namespace", lease_namespace, "--leader-election-id", lease, *extra]
-    op = Operator.start(kubeconfig, log, namespaces, _free_port(), _free_port(), args)
-    if leader:
-        wait_for(op.leading, 30, what="operator leads its Lease")
-    return op
 
 
 @pytest.fixture(scope="session")

@@ -16,13 +16,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from minimax_operator import builders
-from minimax_operator.api import MiniMaxDeploymentSpec
-from minimax_operator.resolve import resolve
-from tests.fakehub import FakeHub
+from minimax_operator.api.names import MODEL_LABEL
+from minimax_operator.api.v1alpha1 import MiniMaxDeploymentSpec
+from minimax_operator.model.deployment import resolve
+from minimax_operator.render import server as builders
+from minimax_operator.render.meta import Owner, model_label, owner_reference
+from tests.harness.cluster import Cluster, Executor, Operator, release_hold, start_operator, wait_for
+from tests.harness.fakehub import FakeHub
 
-from .conftest import start_operator
-from .support import Cluster, Executor, Operator, release_hold, wait_for
 from .test_download_e2e import HOLD, spec
 from .test_operator import HAND_WRITTEN, tiny
 
@@ -175,16 +176,16 @@ def test_spec_fields_the_cache_decides_are_refused_with_a_cache_ref(cluster: Clu
 def _release_before_caches(name: str, ns: str, spec_: dict[str, Any], uid: str) -> list[dict[str, Any]]:
     """The claim, Deployment and Service the release before model caches (0.1.0) made for a resource.
 
-    Its server template is what builders.deployment gives without a cache (the unit test
+    Its server template is what render.server.deployment gives without a cache (the unit test
     test_a_claim_of_a_release_before_caches_keeps_the_same_server_template pins that it is also
     what an adopted claim gives; it was compared with 0.1.0's `render` output when caches came).
     """
     r = resolve(name, ns, MiniMaxDeploymentSpec.model_validate(spec_))
-    owner = builders.Owner(name, uid)
-    labels = {**builders.labels(r, "weights"), builders.MODEL_LABEL: builders.model_label(r.repo)}
+    owner = Owner(name, uid)
+    labels = {**builders.labels(r, "weights"), MODEL_LABEL: model_label(r.repo)}
     claim_meta: dict[str, Any] = {"name": f"{name}-weights", "namespace": ns, "labels": labels}
     if not r.spec.storage.retainOnDelete:
-        claim_meta["ownerReferences"] = [builders.owner_reference(owner)]
+        claim_meta["ownerReferences"] = [owner_reference(owner)]
     claim = {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",

@@ -11,9 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.fakehub import FakeHub
-
-from .support import Cluster, Executor, Operator, wait_for
+from tests.harness.cluster import Cluster, Executor, Operator, wait_for
+from tests.harness.fakehub import FakeHub
 
 HOLD = {"sim.minimax.chatos.io/behavior": "Hold"}
 

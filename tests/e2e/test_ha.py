@@ -6,8 +6,8 @@ import secrets
 import time
 from pathlib import Path
 
-from .conftest import start_operator
-from .support import Cluster, Operator, release_hold, wait_for
+from tests.harness.cluster import Cluster, Operator, release_hold, start_operator, wait_for
+
 from .test_operator import HAND_WRITTEN, HOLD, tiny
 
 # Sized for a loaded 2-core runner: these are upper bounds, waits return as soon as the condition holds.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from .support import Cluster, wait_for
+from tests.harness.cluster import Cluster, wait_for
 
 
 def _deployment(name: str, gpus: int, annotations: dict[str, str] | None = None) -> dict:

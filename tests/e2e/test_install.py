@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import start_operator, token_kubeconfig
-from .support import ROOT, TOOLS_BIN, Cluster, Operator, wait_for
+from tests.harness.cluster import ROOT, TOOLS_BIN, Cluster, Operator, start_operator, token_kubeconfig, wait_for
 
 CHART = ROOT / "charts" / "minimax-operator"
 

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from .conftest import start_operator
-from .support import Cluster, Operator, assert_quiet, wait_for
+from tests.harness.cluster import Cluster, Operator, assert_quiet, start_operator, wait_for
 
 OPERATOR_USER = "system:serviceaccount:minimax-system:minimax-operator"
 HAND_WRITTEN = {"name": "Hand written", "provider": "openai", "base_url": "http://gpt", "model_id": "gpt-x", "x": 1}

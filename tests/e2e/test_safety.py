@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from minimax_operator.api import MiniMaxDeploymentSpec
-from minimax_operator.resolve import implicit_cache, resolve_cache
-from minimax_operator.weights import download_job_name
+from minimax_operator.api.v1alpha1 import MiniMaxDeploymentSpec
+from minimax_operator.model.model_cache import implicit_cache, resolve_cache
+from minimax_operator.render.model_cache import download_job_name
+from tests.harness.cluster import Cluster, Operator, assert_quiet, wait_for
 
-from .support import Cluster, Operator, assert_quiet, wait_for
 from .test_operator import HAND_WRITTEN, OPERATOR_USER, tiny
 
 MMD = "apiVersion: minimax.chatos.io/v1alpha1\nkind: MiniMaxDeployment\n"

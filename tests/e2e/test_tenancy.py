@@ -8,7 +8,8 @@ from typing import Any
 
 import yaml
 
-from .support import Cluster, Operator, wait_for
+from tests.harness.cluster import Cluster, Operator, wait_for
+
 from .test_install import CHART, helm
 from .test_operator import tiny
 from .test_safety import MMD

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from .support import Cluster
+from tests.harness.cluster import Cluster
 
 
 def _apply(cluster: Cluster, ns: str, spec: dict) -> str:

@@ -18,9 +18,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.support import Cluster, local_cluster, wait_for
-
-from .support import Hub, deploy_hub, install_operator
+from tests.harness.cluster import Cluster, local_cluster, wait_for
+from tests.harness.realnode import Hub, deploy_hub, install_operator
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -17,9 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.support import Cluster, wait_for
-
-from .support import GATED_REPO, SHARD_MIB, SHARDS, Hub, volume_path
+from tests.harness.cluster import Cluster, wait_for
+from tests.harness.realnode import GATED_REPO, SHARD_MIB, SHARDS, Hub, volume_path
 
 MODEL_BYTES = SHARDS * (SHARD_MIB << 20)  # and a few bytes of config.json
 

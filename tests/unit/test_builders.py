@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import copy
 
-from minimax_operator import builders
-from minimax_operator.api import MiniMaxDeploymentSpec
-from minimax_operator.builders import HASH_ANNOTATION, Owner
-from minimax_operator.resolve import resolve
+from minimax_operator.api.names import HASH_ANNOTATION
+from minimax_operator.api.v1alpha1 import MiniMaxDeploymentSpec
+from minimax_operator.model.deployment import resolve
+from minimax_operator.render import chatos
+from minimax_operator.render import server as builders
+from minimax_operator.render.meta import Owner, stamp
 
 OWNER = Owner("m25", "uid-1")
 
@@ -74,7 +76,7 @@ def test_weights_mounted_read_only_and_shm_in_memory() -> None:
 def test_server_caches_survive_restarts_on_the_claim_per_vllm_image() -> None:
     dep = builders.deployment(r(), OWNER)
     c = container(dep)
-    cache = next(m for m in c["volumeMounts"] if m["mountPath"] == builders.SERVER_CACHE)
+    cache = next(m for m in c["volumeMounts"] if m["mountPath"] == builders.COMPILE_DIR)
     assert cache == {
         "name": "weights",
         "mountPath": "/var/cache/minimax",
@@ -90,7 +92,7 @@ def test_a_read_only_claim_gets_its_server_cache_in_an_empty_dir() -> None:
 
     rox = dataclasses.replace(r(), claim_access_mode="ReadOnlyMany")
     dep = builders.deployment(rox, OWNER)
-    cache = next(m for m in container(dep)["volumeMounts"] if m["mountPath"] == builders.SERVER_CACHE)
+    cache = next(m for m in container(dep)["volumeMounts"] if m["mountPath"] == builders.COMPILE_DIR)
     assert cache == {"name": "server-cache", "mountPath": "/var/cache/minimax"}
     vols = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
     assert vols["weights"]["persistentVolumeClaim"]["readOnly"] is True
@@ -119,11 +121,11 @@ def test_hash_is_stable_and_tracks_content() -> None:
     assert a["metadata"]["annotations"][h] == b["metadata"]["annotations"][h] != c["metadata"]["annotations"][h]
     unstamped = copy.deepcopy(a)
     assert unstamped["metadata"].pop("annotations") == {h: a["metadata"]["annotations"][h]}
-    assert builders.stamp(unstamped)["metadata"]["annotations"][h] == a["metadata"]["annotations"][h]
+    assert stamp(unstamped)["metadata"]["annotations"][h] == a["metadata"]["annotations"][h]
 
 
 def test_chatos_entry_has_the_seed_shape() -> None:
-    assert builders.chatos_entry(r(chatos={"displayName": "MiniMax M2.5"})) == {
+    assert chatos.chatos_entry(r(chatos={"displayName": "MiniMax M2.5"})) == {
         "name": "MiniMax M2.5",
         "provider": "minimax",
         "base_url": "http://m25.team-a.svc.cluster.local:8000",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import io
 
-from minimax_operator.cache import INSTANCE_LABEL, Store, _lines, namespace_filter, strip, strip_pod
+from minimax_operator.runtime.informers import INSTANCE_LABEL, Store, _lines, namespace_filter
+from minimax_operator.runtime.kinds import strip, strip_pod
 
 
 def obj(name: str, rv: str, uid: str = "u1", ns: str = "team", **labels: str) -> dict:
@@ -85,9 +86,9 @@ def test_namespace_globs() -> None:
 
 
 def test_named_indexes_follow_every_version_of_an_object() -> None:
-    from minimax_operator.indexes import INDEXERS
+    from minimax_operator.controllers.watches import KINDS
 
-    s = Store(INDEXERS["MiniMaxDeployment"])
+    s = Store(dict(KINDS["MiniMaxDeployment"].indexers))
 
     def mmd(name: str, rv: str, ref: str | None = None, served: str | None = None) -> dict:
         spec = {"cacheRef": {"name": ref}} if ref else {}

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from minimax_operator.cache_reconciler import _merge_commits, _served, rolled_out, uses
-from minimax_operator.indexes import served_weights
+from minimax_operator.controllers.download import merge_commits
+from minimax_operator.controllers.model_cache import rolled_out, served_part
+from minimax_operator.controllers.watches import caches_named, served_weights
 
 
 def dep(want: int, generation: int, **status: int) -> dict:
@@ -30,9 +31,9 @@ def test_what_a_server_loads_is_read_from_its_deployment() -> None:
 
 
 def test_users_name_the_cache_in_spec_or_serve_from_it() -> None:
-    assert uses({"spec": {"cacheRef": {"name": "c"}}}, "c")
-    assert uses({"spec": {}, "status": {"cache": "c"}}, "c")
-    assert not uses({"spec": {"cacheRef": {"name": "d"}}, "status": {"cache": "d"}}, "c")
+    assert "c" in caches_named({"spec": {"cacheRef": {"name": "c"}}})
+    assert "c" in caches_named({"spec": {}, "status": {"cache": "c"}})
+    assert "c" not in caches_named({"spec": {"cacheRef": {"name": "d"}}, "status": {"cache": "d"}})
 
 
 def test_verified_commits_are_kept_by_folder_and_never_lost() -> None:
@@ -43,7 +44,7 @@ def test_verified_commits_are_kept_by_folder_and_never_lost() -> None:
         {"commit": "b", "path": "revisions/o/n/b", "bytes": 7, "files": 3},
         {"commit": "x"},  # no folder: ignored
     ]
-    out = _merge_commits(have, seen, "2026-02-01T00:00:00Z")
+    out = merge_commits(have, seen, "2026-02-01T00:00:00Z")
     assert [c["path"] for c in out] == ["revisions/o/n/a", "o/n", "revisions/o/n/b"]
     assert out[0] == have[0]
     assert out[2] == {
@@ -53,12 +54,12 @@ def test_verified_commits_are_kept_by_folder_and_never_lost() -> None:
         "files": 3,
         "verifiedAt": "2026-02-01T00:00:00Z",
     }
-    assert _merge_commits(out, seen, "2026-03-01T00:00:00Z") == out  # idempotent
+    assert merge_commits(out, seen, "2026-03-01T00:00:00Z") == out  # idempotent
 
 
 def test_a_new_user_alone_does_not_wake_the_other_users() -> None:
     ready = [{"type": "Ready", "status": "True"}]
     one = {"commit": "a", "path": "p", "users": ["x"], "userCount": 1, "conditions": [*ready, {"type": "InUse"}]}
     two = {**one, "users": ["x", "y"], "userCount": 2, "conditions": [*ready, {"type": "InUse", "reason": "y"}]}
-    assert _served(one) == _served(two)
-    assert _served(one) != _served({**one, "commit": "b"})
+    assert served_part(one) == served_part(two)
+    assert served_part(one) != served_part({**one, "commit": "b"})

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from minimax_operator import chatos
+from minimax_operator.render import chatos
 
 HAND = {"name": "GPT", "provider": "openai", "base_url": "http://gpt", "model_id": "gpt-x", "extra": {"a": 1}}
 ENTRY = {"name": "MiniMax M2.5", "provider": "minimax", "base_url": "http://m25:8000", "model_id": "MiniMax-M2.5"}

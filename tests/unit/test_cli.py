@@ -79,7 +79,7 @@ def test_crd_command_prints_the_committed_crd() -> None:
 
 
 def test_models_page_lists_every_preset_with_its_image() -> None:
-    from minimax_operator.presets import PRESETS
+    from minimax_operator.api.presets import PRESETS
 
     page = (ROOT / "docs" / "models.md").read_text()
     for p in PRESETS.values():

@@ -1,4 +1,4 @@
-"""`minimax-operator download` against a Hugging Face Hub on loopback (tests/fakehub.py)."""
+"""`minimax-operator download` against a Hugging Face Hub on loopback (tests/harness/fakehub.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from minimax_operator import download
-from tests.fakehub import FakeHub, make_files
+from minimax_operator.download import job as download
+from minimax_operator.download.prune import prune
+from tests.harness.fakehub import FakeHub, make_files
 
 SHARD = 3 << 20  # 3 MiB
 
@@ -194,13 +195,13 @@ def test_server_cache_folder_is_writable_for_any_user(tmp_path: Path) -> None:
     """A subPath folder the kubelet makes belongs to root; the download pod makes it sticky and world-writable."""
     import stat
 
-    from minimax_operator.download import prepare_server_cache
+    from minimax_operator.download.job import prepare_compile_folder
 
     folder = tmp_path / ".server-cache" / "vllm_vllm-openai_v0.20.2"
-    prepare_server_cache(str(folder))
+    prepare_compile_folder(str(folder))
     assert stat.S_IMODE(folder.stat().st_mode) == 0o1777
-    prepare_server_cache(str(folder))  # again: nothing changes, nothing fails
-    prepare_server_cache(None)
+    prepare_compile_folder(str(folder))  # again: nothing changes, nothing fails
+    prepare_compile_folder(None)
 
 
 # ---- one folder per commit (model caches) ------------------------------------------------
@@ -283,11 +284,11 @@ def test_prune_removes_a_commit_folder_and_only_what_an_old_marker_lists(tmp_pat
     keep = _folder(root, "revisions/o/n/" + "b" * 40, {"w.safetensors": b"y"})
     legacy = _folder(root, "o/n", {"w.safetensors": b"z" * 5, "sub/t.json": b"{}"})
     (legacy / "notes-by-a-person.txt").write_text("mine")
-    assert download.prune(root, "revisions/o/n/" + "a" * 40) >= 10  # the weights and the marker
+    assert prune(root, "revisions/o/n/" + "a" * 40) >= 10  # the weights and the marker
     assert not commit.exists() and keep.is_dir()
-    assert download.prune(root, "o/n") == 7
+    assert prune(root, "o/n") == 7
     assert sorted(p.name for p in legacy.iterdir()) == ["notes-by-a-person.txt"]
-    assert download.prune(root, "revisions/o/n/" + "a" * 40) == 0  # gone already: idempotent
+    assert prune(root, "revisions/o/n/" + "a" * 40) == 0  # gone already: idempotent
 
 
 def test_prune_refuses_what_is_not_a_model_folder_inside_the_claim(tmp_path: Path) -> None:
@@ -297,7 +298,7 @@ def test_prune_refuses_what_is_not_a_model_folder_inside_the_claim(tmp_path: Pat
     outside = _folder(tmp_path, "elsewhere", {"w": b"1"})
     for rel, reason in (("data", "NotAModelFolder"), ("../elsewhere", "InvalidPath"), (".", "InvalidPath")):
         with pytest.raises(download.DownloadError) as e:
-            download.prune(root, rel)
+            prune(root, rel)
         assert e.value.reason == reason
     assert (root / "data" / "db").exists() and outside.exists()
 
@@ -306,7 +307,7 @@ def test_a_claim_this_user_cannot_write_is_refused_with_its_owner_and_mode(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """What a non-root pod meets on a hostPath claim (the real-node test shows it for real)."""
-    from minimax_operator import download
+    from minimax_operator.download import job as download
 
     folder = tmp_path / "claim"
     folder.mkdir(mode=0o755)

@@ -28,7 +28,7 @@ def test_wheel_has_the_package_and_the_command(tmp_path: Path) -> None:
     )
     (wheel,) = tmp_path.glob("minimax_operator-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "minimax_operator/download.py" in names and "minimax_operator/cli.py" in names
+    assert "minimax_operator/download/job.py" in names and "minimax_operator/app/cli.py" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "minimax-operator = minimax_operator.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "minimax-operator = minimax_operator.app.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
     assert not any(n.startswith("tests/") for n in names)

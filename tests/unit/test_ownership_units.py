@@ -5,12 +5,16 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from minimax_operator import builders, weights
-from minimax_operator.api import MiniMaxDeploymentSpec, MiniMaxModelCacheSpec
-from minimax_operator.builders import Owner
-from minimax_operator.drift import covers
-from minimax_operator.flags import OWNED_LONG, OWNED_SHORT, owned_flag
-from minimax_operator.resolve import LayoutError, check_storage, implicit_cache, resolve, resolve_cache
+from minimax_operator.api.flags import OWNED_LONG, OWNED_SHORT, owned_flag
+from minimax_operator.api.v1alpha1 import MiniMaxDeploymentSpec, MiniMaxModelCacheSpec
+from minimax_operator.model.deployment import check_storage, resolve
+from minimax_operator.model.errors import LayoutError
+from minimax_operator.model.model_cache import implicit_cache, resolve_cache
+from minimax_operator.render import meta
+from minimax_operator.render import model_cache as weights
+from minimax_operator.render import server as builders
+from minimax_operator.render.meta import Owner
+from minimax_operator.runtime.drift import covers
 
 OWNER = Owner("m", "uid-1")
 CACHE_OWNER = weights.cache_owner("m", "uid-c")
@@ -142,7 +146,7 @@ def test_an_existing_claim_is_checked_with_its_own_modes() -> None:
 def test_the_weights_claim_names_its_model() -> None:
     pvc = weights.claim(resolve_cache("c", "ns", MiniMaxModelCacheSpec(model="MiniMax-M2.5")), CACHE_OWNER)
     assert pvc is not None and pvc["metadata"]["labels"]["minimax.chatos.io/model"] == "MiniMaxAI.MiniMax-M2.5"
-    assert builders.model_label("o/" + "x" * 80).startswith("sha256-")
+    assert meta.model_label("o/" + "x" * 80).startswith("sha256-")
 
 
 def test_placement_follows_the_claims_access_mode() -> None:
@@ -162,7 +166,7 @@ def test_placement_follows_the_claims_access_mode() -> None:
 
 
 def test_only_a_controller_reference_or_the_claims_labels_make_an_object_ours() -> None:
-    from minimax_operator.ownership import ours
+    from minimax_operator.controllers.ownership import ours
 
     r = resolve("m", "ns", spec())
     want_pvc = weights.claim(resolve_cache("m", "ns", MiniMaxModelCacheSpec(model="MiniMax-M2.5")), CACHE_OWNER)
@@ -172,8 +176,8 @@ def test_only_a_controller_reference_or_the_claims_labels_make_an_object_ours() 
     def obj(labels: dict[str, str], refs: list[dict[str, object]] | None = None) -> dict[str, object]:
         return {"metadata": {"name": "x", "namespace": "ns", "labels": labels, "ownerReferences": refs or []}}
 
-    mine = [builders.owner_reference(OWNER)]
-    other = [{**builders.owner_reference(Owner("m", "uid-2"))}]
+    mine = [meta.owner_reference(OWNER)]
+    other = [{**meta.owner_reference(Owner("m", "uid-2"))}]
     assert ours(obj({}, mine), OWNER, want_svc)
     assert not ours(obj(want_svc["metadata"]["labels"], other), OWNER, want_svc)  # our labels, someone else's
     assert not ours(obj(want_svc["metadata"]["labels"]), OWNER, want_svc)  # labels alone never suffice

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from minimax_operator import policy
-from minimax_operator.api import MiniMaxPolicySpec
-from minimax_operator.presets import PRESETS
+from minimax_operator.api.presets import PRESETS
+from minimax_operator.api.v1alpha1 import MiniMaxPolicySpec
+from minimax_operator.manifests import policy
 
 
 def test_every_presets_default_tensor_parallel_size_is_in_the_policy() -> None:

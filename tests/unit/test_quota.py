@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from minimax_operator import quota
-from minimax_operator.status import creation_failure
+from minimax_operator.model import quota
+from minimax_operator.render.status import creation_failure
 
 
 def q(hard: dict[str, str], used: dict[str, str] | None = None, scopes: list[str] | None = None) -> dict:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from minimax_operator.api import MiniMaxDeploymentSpec
-from minimax_operator.presets import PRESETS
-from minimax_operator.resolve import LayoutError, resolve
+from minimax_operator.api.presets import PRESETS
+from minimax_operator.api.v1alpha1 import MiniMaxDeploymentSpec
+from minimax_operator.model.deployment import resolve
+from minimax_operator.model.errors import LayoutError
 
 
 def spec(**kw: object) -> MiniMaxDeploymentSpec:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from minimax_operator import status as st
+from minimax_operator.protocol import parse_progress, progress_line
+from minimax_operator.render import status as st
 
 
 def test_transition_time_moves_only_when_status_changes() -> None:
@@ -44,9 +45,9 @@ def test_ready_explains_the_first_missing_part() -> None:
     assert (ready.status, ready.reason, ready.message) == ("False", "Starting", "1/2 ready")
 
 
-def test_progress_from_the_pod_annotation() -> None:
-    raw = json.dumps({"bytesDone": 50, "bytesTotal": 200, "filesDone": 1, "filesTotal": 4, "etaSeconds": 30})
-    assert st.progress(raw) == {
+def test_progress_from_a_progress_line() -> None:
+    raw = progress_line(bytesDone=50, bytesTotal=200, filesDone=1, filesTotal=4, etaSeconds=30)
+    assert parse_progress(raw) == {
         "bytesDone": 50,
         "bytesTotal": 200,
         "filesDone": 1,
@@ -54,7 +55,7 @@ def test_progress_from_the_pod_annotation() -> None:
         "etaSeconds": 30,
         "progress": "25%",
     }
-    assert st.progress("not json") == {} and st.progress(None) == {}
+    assert parse_progress("not json") == {} and parse_progress(None) == {}
 
 
 def pod(name: str, **status: object) -> dict:
@@ -80,7 +81,8 @@ def test_termination_message_of_the_newest_pod() -> None:
 
 
 def test_reconciler_reads_progress_from_the_last_progress_line_of_the_log() -> None:
-    from minimax_operator.reconciler import Reconciler, Settings
+    from minimax_operator.controllers.model_cache import CacheReconciler
+    from minimax_operator.controllers.settings import Settings
 
     class Logs:
         calls = 0
@@ -97,7 +99,7 @@ def test_reconciler_reads_progress_from_the_last_progress_line_of_the_log() -> N
             )
 
     logs = Logs()
-    r = Reconciler(logs, Settings())  # type: ignore[arg-type]
+    r = CacheReconciler(logs, Settings())  # type: ignore[arg-type]
     pod = {"metadata": {"namespace": "ns", "name": "p", "uid": "u"}}
     want = {"bytesDone": 40, "bytesTotal": 100, "etaSeconds": 9, "progress": "40%"}
     assert r._progress(pod) == want
@@ -107,7 +109,7 @@ def test_reconciler_reads_progress_from_the_last_progress_line_of_the_log() -> N
 
 
 def test_status_patches_null_what_a_nested_object_lost() -> None:
-    from minimax_operator.reconcile_base import merge_patch
+    from minimax_operator.controllers.base import merge_patch
 
     old = {"phase": "Ready", "download": {"jobName": "a", "revision": "r1", "path": "p1"}, "gone": 1}
     new = {"phase": "Downloading", "download": {"jobName": "b"}}

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 
-from minimax_operator import builders, weights
-from minimax_operator.api import MiniMaxDeploymentSpec, MiniMaxModelCacheSpec
-from minimax_operator.builders import OperatorSettings
-from minimax_operator.resolve import Weights, implicit_cache, resolve, resolve_cache
+from minimax_operator.api.names import SERVES_ANNOTATION
+from minimax_operator.api.v1alpha1 import MiniMaxDeploymentSpec, MiniMaxModelCacheSpec
+from minimax_operator.model.deployment import WeightsSource, resolve
+from minimax_operator.model.model_cache import implicit_cache, resolve_cache
+from minimax_operator.render import model_cache as weights
+from minimax_operator.render import server as builders
+from minimax_operator.render.meta import OperatorSettings, Owner
 
 OWNER = weights.cache_owner("m25-cache", "uid-c")
 
@@ -70,9 +73,9 @@ def test_mirror_and_patterns_reach_the_downloader_and_change_the_job() -> None:
 
 
 def test_server_cache_folders_are_prepared_for_the_images_given() -> None:
-    folder = builders.image_cache_folder("vllm/vllm-openai:v0.20.2")
+    folder = builders.compile_folder("vllm/vllm-openai:v0.20.2")
     assert folder == ".server-cache/vllm_vllm-openai_v0.20.2"
-    c = pod(weights.download_job(rc(), OWNER, OperatorSettings(), server_caches=(folder,)))["containers"][0]
+    c = pod(weights.download_job(rc(), OWNER, OperatorSettings(), compile_folders=(folder,)))["containers"][0]
     assert c["args"][c["args"].index("--server-cache") + 1] == "/models/.server-cache/vllm_vllm-openai_v0.20.2"
 
 
@@ -141,7 +144,7 @@ def test_odd_repo_names_give_valid_cache_names() -> None:
 def test_the_server_loads_the_caches_verified_commit_from_its_claim() -> None:
     spec = MiniMaxDeploymentSpec.model_validate({"model": "MiniMax-M2.5"})
     cache_name, cache_spec = implicit_cache(spec)
-    w = Weights(
+    w = WeightsSource(
         cache=cache_name,
         spec=cache_spec,
         claim_name=f"{cache_name}-weights",
@@ -150,22 +153,22 @@ def test_the_server_loads_the_caches_verified_commit_from_its_claim() -> None:
         commit="c" * 40,
     )
     r = resolve("m25", "team-a", spec, weights=w)
-    dep = builders.deployment(r, builders.Owner("m25", "u"))
+    dep = builders.deployment(r, Owner("m25", "u"))
     c = dep["spec"]["template"]["spec"]["containers"][0]
     assert c["args"][0] == "/models/revisions/MiniMaxAI/MiniMax-M2.5/" + "c" * 40
     vols = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
     assert vols["weights"]["persistentVolumeClaim"]["claimName"] == f"{cache_name}-weights"
     assert {"name": "weights", "mountPath": "/models", "readOnly": True} in c["volumeMounts"]
-    serves = dep["metadata"]["annotations"][builders.SERVES_ANNOTATION]
+    serves = dep["metadata"]["annotations"][SERVES_ANNOTATION]
     assert cache_name in serves and "c" * 40 in serves
-    assert builders.SERVES_ANNOTATION not in dep["spec"]["template"]["metadata"].get("annotations", {})
+    assert SERVES_ANNOTATION not in dep["spec"]["template"]["metadata"].get("annotations", {})
 
 
 def test_a_claim_of_a_release_before_caches_keeps_the_same_server_template() -> None:
     """Upgrade: the adopted claim's folder gives the very pod template the older release wrote."""
     spec = MiniMaxDeploymentSpec.model_validate({"model": "MiniMax-M2.5"})
-    before = builders.deployment(resolve("m25", "team-a", spec), builders.Owner("m25", "u"))
+    before = builders.deployment(resolve("m25", "team-a", spec), Owner("m25", "u"))
     cache_name, cache_spec = implicit_cache(spec, legacy_claim="m25-weights")
-    w = Weights(cache_name, cache_spec, "m25-weights", "ReadWriteOnce", path="MiniMaxAI/MiniMax-M2.5")
-    after = builders.deployment(resolve("m25", "team-a", spec, weights=w), builders.Owner("m25", "u"))
+    w = WeightsSource(cache_name, cache_spec, "m25-weights", "ReadWriteOnce", path="MiniMaxAI/MiniMax-M2.5")
+    after = builders.deployment(resolve("m25", "team-a", spec, weights=w), Owner("m25", "u"))
     assert after["spec"]["template"] == before["spec"]["template"]

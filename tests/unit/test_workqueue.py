@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from minimax_operator.workqueue import WorkQueue
+from minimax_operator.runtime.workqueue import WorkQueue
 
 
 def test_a_burst_for_one_key_is_one_item() -> None:

@@ -1,0 +1,518 @@
+"""The v1alpha1 API (MiniMaxDeployment, MiniMaxModelCache, MiniMaxPolicy): the single source of truth for the CRDs.
+
+Field names are the ones users write in YAML (camelCase). Constraints that the
+API server can check live here as schema keywords or CEL rules, so that
+`kubectl apply` rejects a bad spec and names the field; manifests/crd.py turns these
+models into the CRDs. Defaults that depend on the preset are resolved by the
+operator (model/) and shown in status, never written back to spec.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.config import JsonDict
+
+from . import flags
+from .presets import PRESET_NAMES
+
+#: A resource's name names its Service, Deployment and labels: a DNS-1035 label.
+NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+NAME_MAX = 63
+NAME_RULE_MESSAGE = (
+    "metadata.name must be a DNS-1035 label (at most 63 lowercase letters, digits and '-', starting with a letter "
+    "and ending with a letter or digit), because it names the model's Service, Deployment and labels: "
+    "write minimax-m2-5, not minimax-m2.5"
+)
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+
+def cel(rule: str, message: str, field_path: str | None = None) -> JsonDict:
+    """One x-kubernetes-validations entry."""
+    entry: JsonDict = {"rule": rule, "message": message}
+    if field_path:
+        entry["fieldPath"] = field_path
+    return entry
+
+
+#: CRD default for nested objects, so that their own field defaults apply when omitted.
+_EMPTY: dict[str, Any] = {"default": {}}
+
+
+class _Model(BaseModel):
+    # Unknown fields are an error here as in the CRD (structural schema prunes them).
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+Quantity = Annotated[int | str, Field(json_schema_extra={"x-kubernetes-int-or-string": True})]
+#: A Hugging Face repository, org/name.
+Repo = Annotated[str, Field(max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")]
+#: A commit sha, branch or tag.
+Revision = Annotated[str, Field(max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")]
+
+
+class SecretKeyRef(_Model):
+    """A key of a Secret in the resource's namespace."""
+
+    name: str = Field(max_length=253, pattern=DNS_SUBDOMAIN, description="Name of the Secret.")
+    key: str = Field(default="token", max_length=253, description="Key in the Secret's data.")
+
+
+class EnvVar(_Model):
+    """An environment variable for the vLLM container, as in a Pod spec."""
+
+    name: str = Field(min_length=1, max_length=256, description="Variable name.")
+    value: str | None = Field(default=None, description="Literal value.")
+    valueFrom: dict[str, Any] | None = Field(
+        default=None,
+        description="Source of the value (secretKeyRef, configMapKeyRef, fieldRef), as in a Pod spec.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True, "type": "object"},
+    )
+
+
+class Toleration(_Model):
+    """A Pod toleration."""
+
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    tolerationSeconds: int | None = None
+
+
+class Resources(_Model):
+    """Extra CPU and memory for the vLLM container. The GPU count is not set here:
+    it always equals tensorParallelSize."""
+
+    requests: dict[str, Quantity] = Field(default_factory=dict, max_length=16)
+    limits: dict[str, Quantity] = Field(default_factory=dict, max_length=16)
+
+
+class VLLMSpec(_Model):
+    """How the vLLM server runs."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(flags.cel_rule(), flags.cel_message(), ".extraArgs"),
+                cel(
+                    "!has(self.resources) || ("
+                    "(!has(self.resources.limits) || !self.resources.limits.exists(k, k.endsWith('/gpu'))) && "
+                    "(!has(self.resources.requests) || !self.resources.requests.exists(k, k.endsWith('/gpu'))))",
+                    "resources must not set a GPU count: it always equals spec.tensorParallelSize",
+                    ".resources",
+                ),
+            ]
+        },
+    )
+
+    image: str | None = Field(
+        default=None,
+        max_length=512,
+        description="vLLM image. Defaults to the preset's tested vllm/vllm-openai tag.",
+    )
+    extraArgs: list[Annotated[str, Field(max_length=4096)]] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Extra `vllm serve` arguments, appended after the preset's flags.",
+    )
+    env: list[EnvVar] = Field(default_factory=list, max_length=64, description="Extra environment variables.")
+
+    @field_validator("extraArgs")
+    @classmethod
+    def _no_owned_flags(cls, args: list[str]) -> list[str]:
+        """The CRD's rule, again: for render and for objects stored before the rule existed."""
+        for arg in args:
+            owned = flags.owned_flag(arg)
+            if owned:
+                raise ValueError(f"{arg!r} sets {owned}, which the operator owns ({flags.OWNED_LONG[owned]})")
+        return args
+
+    resources: Resources | None = Field(default=None, description="CPU and memory requests and limits.")
+    nodeSelector: dict[str, str] = Field(default_factory=dict, description="Node labels the server pods need.")
+    tolerations: list[Toleration] = Field(
+        default_factory=list,
+        description="Tolerations, added to the default toleration of the GPU resource's taint.",
+    )
+    podAnnotations: dict[str, str] = Field(default_factory=dict, description="Annotations on the server pods.")
+    shmSize: str = Field(default="16Gi", pattern=QUANTITY, description="Size of /dev/shm (memory-backed).")
+    podSecurity: Literal["baseline", "restricted"] = Field(
+        default="baseline",
+        description="Pod Security level the server pods meet. baseline: the image's own user (root in the upstream "
+        "vllm/vllm-openai images). restricted: uid 1000, no privilege escalation, no capabilities, RuntimeDefault "
+        "seccomp, with HOME (vLLM's and Triton's caches) on an emptyDir; needs an image that runs as any user.",
+    )
+    startupTimeoutSeconds: int | None = Field(
+        default=None,
+        ge=60,
+        le=6 * 3600,
+        description="How long the server may take to load the weights before the startup probe "
+        "restarts it. Defaults to the preset's (1 h for M2.x, 2 h for M1 and M3).",
+    )
+
+
+class StorageSpec(_Model):
+    """Where the weights live."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!(has(self.existingClaim) && has(self.size))",
+                    "size and existingClaim are exclusive: an existing claim keeps its own size",
+                    ".existingClaim",
+                ),
+            ]
+        },
+    )
+
+    size: str | None = Field(
+        default=None,
+        pattern=QUANTITY,
+        description="PVC size. Defaults to the checkpoint's size plus 20% headroom.",
+    )
+    storageClassName: str | None = Field(default=None, max_length=253, description="Storage class of the PVC.")
+    accessMode: Literal["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"] = Field(
+        default="ReadWriteOnce",
+        description="ReadWriteMany lets replicas on several nodes share one copy of the weights.",
+    )
+    existingClaim: str | None = Field(
+        default=None, max_length=253, pattern=DNS_SUBDOMAIN, description="Use this PVC instead of creating one."
+    )
+    retainOnDelete: bool = Field(
+        default=True,
+        description="Keep the PVC (and its downloaded weights) when the MiniMaxModelCache that holds them is "
+        "deleted. The cache outlives the MiniMaxDeployments that use it; false makes the claim the cache's, "
+        "deleted with it.",
+    )
+
+
+class DownloadSpec(_Model):
+    """How the weights are fetched."""
+
+    endpoint: str | None = Field(
+        default=None,
+        max_length=512,
+        pattern=r"^https?://[^\s]+$",
+        description="Hugging Face Hub mirror (HF_ENDPOINT), for example https://hf-mirror.com.",
+    )
+    tokenSecretRef: SecretKeyRef | None = Field(
+        default=None, description="Secret holding a Hugging Face token, for gated or private repositories."
+    )
+    allowPatterns: list[Annotated[str, Field(max_length=512)]] = Field(
+        default_factory=list, max_length=64, description="Only files matching these globs are downloaded."
+    )
+    podAnnotations: dict[str, str] = Field(default_factory=dict, description="Annotations on the download pod.")
+
+
+class ConfigMapRef(_Model):
+    """A ConfigMap, in the resource's namespace unless the platform allows another."""
+
+    name: str = Field(
+        default="chatos-models", max_length=253, pattern=DNS_SUBDOMAIN, description="Name of the ConfigMap."
+    )
+    namespace: str | None = Field(
+        default=None,
+        max_length=63,
+        pattern=DNS_LABEL,
+        description="Namespace of a shared ChatOS ConfigMap; the operator must be started with "
+        "--allow-chatos-namespace for it.",
+    )
+
+
+class ChatOSSpec(_Model):
+    """Registration of the served model in ChatOS's models.json."""
+
+    enabled: bool = Field(default=True, description="Register the model in ChatOS.")
+    configMapRef: ConfigMapRef = Field(
+        default_factory=ConfigMapRef, description="ChatOS's models ConfigMap.", json_schema_extra=_EMPTY
+    )
+    key: str = Field(
+        default="models.json",
+        max_length=253,
+        pattern=r"^[-._a-zA-Z0-9]+$",
+        description="Key of the ConfigMap that holds models.json.",
+    )
+    displayName: str | None = Field(
+        default=None, max_length=128, description="Name shown in ChatOS. Defaults to the served model name."
+    )
+
+
+class CacheRef(_Model):
+    """A MiniMaxModelCache in the resource's namespace."""
+
+    name: str = Field(max_length=63, pattern=NAME_PATTERN, description="Name of the MiniMaxModelCache.")
+
+
+class GPUSpec(_Model):
+    """The GPUs of the nodes the server runs on, for the layout checks."""
+
+    resourceName: str = Field(default="nvidia.com/gpu", max_length=253, description="Extended resource of a GPU.")
+    perNode: int = Field(default=8, ge=1, le=16, description="GPUs per node.")
+    memoryGiB: int = Field(default=80, ge=8, le=1024, description="Memory of one GPU, in GiB.")
+
+
+class MiniMaxDeploymentSpec(_Model):
+    """A MiniMax model served by vLLM and registered in ChatOS."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "has(self.model) || has(self.repo) || has(self.cacheRef)",
+                    "set spec.model to a preset ("
+                    + ", ".join(PRESET_NAMES)
+                    + "), spec.repo to a Hugging Face repo, or spec.cacheRef to a MiniMaxModelCache",
+                    ".model",
+                ),
+                cel(
+                    "!has(self.cacheRef) || !has(self.revision)",
+                    "spec.revision cannot be set with spec.cacheRef: the cache's spec.revision decides the weights",
+                    ".revision",
+                ),
+                cel(
+                    "!has(self.cacheRef) || (!has(self.storage.size) && !has(self.storage.existingClaim) && "
+                    "!has(self.storage.storageClassName))",
+                    "spec.storage cannot set size, storageClassName or existingClaim with spec.cacheRef: "
+                    "the cache's spec.storage decides where the weights live",
+                    ".storage",
+                ),
+                cel(
+                    "!has(self.cacheRef) || (!has(self.download.endpoint) && !has(self.download.tokenSecretRef) && "
+                    "(!has(self.download.allowPatterns) || size(self.download.allowPatterns) == 0))",
+                    "spec.download cannot be set with spec.cacheRef: the cache's spec.download decides how the "
+                    "weights are fetched",
+                    ".download",
+                ),
+                cel(
+                    "!has(self.tensorParallelSize) || self.gpu.perNode % self.tensorParallelSize == 0",
+                    "tensorParallelSize must divide spec.gpu.perNode (GPUs per node); "
+                    "multi-node serving is not supported in v1alpha1",
+                    ".tensorParallelSize",
+                ),
+            ]
+        },
+    )
+
+    model: Literal[PRESET_NAMES] | None = Field(  # type: ignore[valid-type]
+        default=None, description="A MiniMax preset. Sets the repo, flags, layout and storage defaults."
+    )
+    repo: Repo | None = Field(
+        default=None,
+        description="Hugging Face repository (org/name). Overrides the preset's; required without a preset.",
+    )
+    revision: Revision | None = Field(
+        default=None,
+        description="Commit sha, branch or tag. Defaults to main; the resolved commit is shown in status.",
+    )
+    servedModelName: str | None = Field(
+        default=None,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$",
+        description="Name vLLM serves and ChatOS's model_id. Defaults to the preset name or the repo's name.",
+    )
+    tensorParallelSize: Literal[1, 2, 4, 8, 16] | None = Field(
+        default=None, description="GPUs per replica (the pods' GPU limit). Defaults to the preset's."
+    )
+    expertParallel: bool | None = Field(
+        default=None, description="Pass --enable-expert-parallel. Needed for TP8 on MiniMax-M2.x."
+    )
+    replicas: int = Field(default=1, ge=0, le=64, description="Server replicas; 0 parks the model (weights kept).")
+    maxModelLen: int | None = Field(default=None, ge=256, le=1048576, description="Context length (--max-model-len).")
+    gpuMemoryUtilization: float | None = Field(
+        default=None, gt=0.1, le=0.99, description="Fraction of GPU memory vLLM may use."
+    )
+    gpu: GPUSpec = Field(default_factory=GPUSpec, description="GPU type of the target nodes.", json_schema_extra=_EMPTY)
+    vllm: VLLMSpec = Field(default_factory=VLLMSpec, description="vLLM server settings.", json_schema_extra=_EMPTY)
+    storage: StorageSpec = Field(default_factory=StorageSpec, description="Weights storage.", json_schema_extra=_EMPTY)
+    download: DownloadSpec = Field(
+        default_factory=DownloadSpec, description="Weights download.", json_schema_extra=_EMPTY
+    )
+    chatos: ChatOSSpec = Field(default_factory=ChatOSSpec, description="ChatOS registration.", json_schema_extra=_EMPTY)
+    cacheRef: CacheRef | None = Field(
+        default=None,
+        description="Serve the weights of this MiniMaxModelCache. Without it, the operator creates (or re-uses) "
+        "the cache of this resource's repo and revision in its namespace, from spec.storage and spec.download.",
+    )
+
+
+# ---- status -------------------------------------------------------------------------------
+
+Phase = Literal["Pending", "Downloading", "Starting", "Ready", "Stopped", "Failed"]
+CONDITION_TYPES = ("WeightsReady", "ServerReady", "Registered", "Ready")
+
+
+class Condition(_Model):
+    """A standard Kubernetes condition."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str = ""
+    observedGeneration: int | None = None
+    lastTransitionTime: str | None = None
+
+
+class DownloadStatus(_Model):
+    """Progress of the weight download, as reported by the download pod."""
+
+    jobName: str | None = None
+    attempt: int = 0
+    revision: str | None = Field(default=None, description="Resolved commit of the downloaded weights.")
+    path: str | None = Field(default=None, description="Folder of that commit, relative to the claim's root.")
+    bytesDone: int | None = None
+    bytesTotal: int | None = None
+    filesDone: int | None = None
+    filesTotal: int | None = None
+    bytesPerSecond: int | None = None
+    etaSeconds: int | None = None
+    progress: str | None = Field(default=None, description="Percentage done, for kubectl get.")
+    lastFailureTime: str | None = None
+
+
+class RegistrationStatus(_Model):
+    """Where the model is registered in ChatOS, so that it can be removed again."""
+
+    configMap: str
+    namespace: str
+    key: str
+    modelId: str
+
+
+class MiniMaxDeploymentStatus(_Model):
+    """Observed state, written by the operator only."""
+
+    phase: Phase = "Pending"
+    observedGeneration: int | None = None
+    model: str | None = Field(default=None, description="Preset or repo being served.")
+    servedModelName: str | None = None
+    tensorParallelSize: int | None = None
+    endpoint: str | None = Field(default=None, description="OpenAI-compatible base URL inside the cluster.")
+    conditions: list[Condition] = Field(default_factory=list)
+    cache: str | None = Field(default=None, description="The MiniMaxModelCache whose weights are served.")
+    commit: str | None = Field(default=None, description="Commit of the weights the server loads.")
+    download: DownloadStatus | None = Field(default=None, description="The cache's download, as seen from here.")
+    registration: RegistrationStatus | None = None
+
+
+class MiniMaxDeployment(_Model):
+    """For validating whole objects offline (render)."""
+
+    model_config = ConfigDict(extra="ignore")
+    apiVersion: Literal["minimax.chatos.io/v1alpha1"]
+    kind: Literal["MiniMaxDeployment"]
+    metadata: dict[str, Any]
+    spec: MiniMaxDeploymentSpec
+    status: MiniMaxDeploymentStatus | None = None
+
+
+# ---- the model cache ---------------------------------------------------------------------
+
+
+class MiniMaxModelCacheSpec(_Model):
+    """The weights of one Hugging Face repo at one revision, downloaded once into one claim,
+    shared by every MiniMaxDeployment of the namespace that serves them."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "has(self.model) || has(self.repo)",
+                    "set spec.model to a preset (" + ", ".join(PRESET_NAMES) + ") or spec.repo to a Hugging Face repo",
+                    ".model",
+                ),
+            ]
+        },
+    )
+
+    model: Literal[PRESET_NAMES] | None = Field(  # type: ignore[valid-type]
+        default=None, description="A MiniMax preset: sets the repo and the default storage size."
+    )
+    repo: Repo | None = Field(
+        default=None,
+        description="Hugging Face repository (org/name). Overrides the preset's; required without a preset.",
+    )
+    revision: Revision | None = Field(
+        default=None,
+        description="Commit sha, branch or tag (default main). A change downloads the new commit into its own "
+        "folder beside the old one; servers move to it once it is verified.",
+    )
+    storage: StorageSpec = Field(default_factory=StorageSpec, description="Weights storage.", json_schema_extra=_EMPTY)
+    download: DownloadSpec = Field(
+        default_factory=DownloadSpec, description="Weights download.", json_schema_extra=_EMPTY
+    )
+
+
+CachePhase = Literal["Pending", "Downloading", "Ready", "Failed"]
+
+
+class CommitStatus(_Model):
+    """One verified commit in the claim."""
+
+    commit: str | None = None
+    path: str = Field(description="Folder of the commit, relative to the claim's root.")
+    bytes: int | None = None
+    files: int | None = None
+    verifiedAt: str | None = None
+
+
+class MiniMaxModelCacheStatus(_Model):
+    """Observed state, written by the operator only."""
+
+    phase: CachePhase = "Pending"
+    observedGeneration: int | None = None
+    repo: str | None = None
+    revision: str | None = Field(default=None, description="Revision asked for (spec.revision, or main).")
+    commit: str | None = Field(default=None, description="Verified commit servers load: the revision's, once done.")
+    path: str | None = Field(default=None, description="Folder of that commit, relative to the claim's root.")
+    claimName: str | None = None
+    accessMode: str | None = None
+    size: str | None = Field(default=None, description="Size of the claim.")
+    download: DownloadStatus | None = None
+    commits: list[CommitStatus] = Field(default_factory=list, description="Verified commits kept in the claim.")
+    users: list[str] = Field(default_factory=list, description="MiniMaxDeployments that serve these weights.")
+    userCount: int = 0
+    conditions: list[Condition] = Field(default_factory=list)
+
+
+class MiniMaxModelCache(_Model):
+    """For validating whole objects offline (render)."""
+
+    model_config = ConfigDict(extra="ignore")
+    apiVersion: Literal["minimax.chatos.io/v1alpha1"]
+    kind: Literal["MiniMaxModelCache"]
+    metadata: dict[str, Any]
+    spec: MiniMaxModelCacheSpec
+    status: MiniMaxModelCacheStatus | None = None
+
+
+# ---- tenancy policy parameters ----------------------------------------------------------
+
+
+class MiniMaxPolicySpec(_Model):
+    """What the namespaces bound to this policy may run (enforced at `kubectl apply` by the
+    ValidatingAdmissionPolicy minimax-operator-tenancy). An absent field allows everything it would limit."""
+
+    allowedModels: list[Literal[PRESET_NAMES]] | None = Field(  # type: ignore[valid-type]
+        default=None, description="Presets that spec.model may name."
+    )
+    allowCustomRepos: bool = Field(default=False, description="Whether spec.repo may name any Hugging Face repo.")
+    allowMirrors: bool = Field(default=False, description="Whether spec.download.endpoint may name a mirror.")
+    maxGPUsPerReplica: int | None = Field(
+        default=None, ge=1, le=16, description="Most GPUs per replica (tensorParallelSize, or the preset's default)."
+    )
+    maxGPUsPerResource: int | None = Field(
+        default=None, ge=1, description="Most GPUs per resource (GPUs per replica x replicas)."
+    )
+    allowedChatOSConfigMaps: list[Annotated[str, Field(max_length=317)]] | None = Field(
+        default=None,
+        description="ChatOS ConfigMaps a resource may register in: NAMESPACE/NAME, or NAME for one in the "
+        "resource's own namespace.",
+    )

@@ -1,0 +1,125 @@
+"""What a namespace may run: a ValidatingAdmissionPolicy the API server enforces itself.
+
+Why a ValidatingAdmissionPolicy (CEL) and not a webhook or an operator check: it
+answers at `kubectl apply` (and in Argo CD's sync), names the rule in the denial,
+needs no server of ours to be up, and the platform team edits plain ConfigMaps.
+
+One policy, for MiniMaxDeployments and MiniMaxModelCaches (a cache could otherwise fetch
+a repo or use a mirror its namespace may not: the repo, model and mirror rules apply to
+both; GPU and ChatOS rules to deployments only); one binding per tier (a namespace label
+selector) whose parameters are a MiniMaxPolicy object (api/v1alpha1.MiniMaxPolicySpec:
+allowed presets, custom repos, mirrors, GPUs per replica and per resource, ChatOS
+ConfigMaps). A list field that is absent allows everything; custom repos and mirrors are
+refused unless allowed. The presets' default tensor-parallel sizes are written into the
+policy from api/presets.py, so a spec that leaves tensorParallelSize out is judged by
+what it will really use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..api.names import CACHE_KIND, CACHE_PLURAL, GROUP, PLURAL, POLICY_KIND, VERSION
+from ..api.presets import PRESETS
+
+POLICY_NAME = "minimax-operator-tenancy"
+Obj = dict[str, Any]
+
+
+def _tail(key: str) -> str:
+    """Every denial ends by naming the policy and the parameter that denied it."""
+    return f" + ' (policy {POLICY_NAME}, parameter spec.{key} of MiniMaxPolicy ' + params.metadata.name + ')'"
+
+
+def policy() -> Obj:
+    tp_defaults = "{" + ", ".join(f"'{n}': {p.tensor_parallel_size}" for n, p in PRESETS.items()) + "}"
+    chatos = "object.spec.chatos"
+    variables = [
+        {"name": "cache", "expression": f"object.kind == '{CACHE_KIND}'"},
+        {"name": "model", "expression": "has(object.spec.model) ? object.spec.model : ''"},
+        {
+            "name": "tp",
+            "expression": "has(object.spec.tensorParallelSize) ? object.spec.tensorParallelSize : "
+            f"(variables.model in {tp_defaults} ? {tp_defaults}[variables.model] : 1)",
+        },
+        {"name": "replicas", "expression": "has(object.spec.replicas) ? object.spec.replicas : 1"},
+        {
+            "name": "registers",
+            "expression": f"!variables.cache && (!has({chatos}) || !has({chatos}.enabled) || {chatos}.enabled)",
+        },
+        {
+            "name": "configMap",
+            "expression": f"(has({chatos}) && has({chatos}.configMapRef) && has({chatos}.configMapRef.namespace) "
+            f"? {chatos}.configMapRef.namespace : object.metadata.namespace) + '/' + "
+            f"(has({chatos}) && has({chatos}.configMapRef) && has({chatos}.configMapRef.name) "
+            f"? {chatos}.configMapRef.name : 'chatos-models')",
+        },
+    ]
+    p = "params.spec"
+    validations = [
+        {
+            "expression": f"!has({p}.allowedModels) || variables.model == '' || variables.model in {p}.allowedModels",
+            "messageExpression": "'spec.model: ' + variables.model + ' is not allowed in namespace ' + "
+            f"object.metadata.namespace + '; allowed: ' + {p}.allowedModels.join(', ')" + _tail("allowedModels"),
+            "reason": "Forbidden",
+        },
+        {
+            "expression": f"!has(object.spec.repo) || (has({p}.allowCustomRepos) && {p}.allowCustomRepos)",
+            "messageExpression": "'spec.repo: custom repositories (' + object.spec.repo + ') are not allowed in "
+            "namespace ' + object.metadata.namespace + '; use a preset in spec.model'" + _tail("allowCustomRepos"),
+            "reason": "Forbidden",
+        },
+        {
+            "expression": "!has(object.spec.download) || !has(object.spec.download.endpoint) || "
+            f"(has({p}.allowMirrors) && {p}.allowMirrors)",
+            "messageExpression": "'spec.download.endpoint: mirrors are not allowed in namespace ' + "
+            "object.metadata.namespace" + _tail("allowMirrors"),
+            "reason": "Forbidden",
+        },
+        {
+            "expression": f"variables.cache || !has({p}.maxGPUsPerReplica) || variables.tp <= {p}.maxGPUsPerReplica",
+            "messageExpression": "'spec.tensorParallelSize: ' + string(variables.tp) + ' GPUs per replica exceed the "
+            f"limit of ' + string({p}.maxGPUsPerReplica) + ' in namespace ' + object.metadata.namespace"
+            + _tail("maxGPUsPerReplica"),
+            "reason": "Forbidden",
+        },
+        {
+            "expression": f"variables.cache || !has({p}.maxGPUsPerResource) || "
+            f"variables.tp * variables.replicas <= {p}.maxGPUsPerResource",
+            "messageExpression": "'spec.replicas: ' + string(variables.replicas) + ' x ' + string(variables.tp) + "
+            f"' GPUs exceed the limit of ' + string({p}.maxGPUsPerResource) + ' GPUs per resource in namespace ' "
+            "+ object.metadata.namespace" + _tail("maxGPUsPerResource"),
+            "reason": "Forbidden",
+        },
+        {
+            "expression": f"!has({p}.allowedChatOSConfigMaps) || !variables.registers || "
+            f"variables.configMap in {p}.allowedChatOSConfigMaps || "
+            "(variables.configMap.startsWith(object.metadata.namespace + '/') && "
+            f"variables.configMap.substring(size(object.metadata.namespace) + 1) in {p}.allowedChatOSConfigMaps)",
+            "messageExpression": "'spec.chatos.configMapRef: ' + variables.configMap + ' is not an allowed ChatOS "
+            f"ConfigMap; allowed: ' + {p}.allowedChatOSConfigMaps.join(', ')" + _tail("allowedChatOSConfigMaps"),
+            "reason": "Forbidden",
+        },
+    ]
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": POLICY_NAME},
+        "spec": {
+            "failurePolicy": "Fail",
+            # A CRD, not a ConfigMap: see crd.policy_crd for the kube-apiserver bug that rules ConfigMaps out.
+            "paramKind": {"apiVersion": f"{GROUP}/{VERSION}", "kind": POLICY_KIND},
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": [GROUP],
+                        "apiVersions": ["*"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "resources": [PLURAL, CACHE_PLURAL],
+                    }
+                ]
+            },
+            "variables": variables,
+            "validations": validations,
+        },
+    }

@@ -1,0 +1,262 @@
+"""Effective settings of one MiniMaxDeployment, and the checks of its layout and storage.
+
+Why: defaults that depend on the preset cannot live in the CRD, and the operator
+never writes them back to spec (GitOps tools would see drift). Everything the
+render layer needs is resolved here once, and every layout mistake that would only
+show up hours later as a crashing vLLM pod is caught here, before any GPU or
+byte of storage is requested.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass
+
+from ..api.presets import PRESETS, Preset
+from ..api.v1alpha1 import NAME_MAX, NAME_PATTERN, NAME_RULE_MESSAGE, MiniMaxDeploymentSpec, MiniMaxModelCacheSpec
+from ..protocol import MODELS_MOUNT, legacy_folder
+from .errors import LayoutError
+from .model_cache import GB, GIB, storage_size
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Effective settings of one MiniMaxDeployment."""
+
+    name: str
+    namespace: str
+    spec: MiniMaxDeploymentSpec
+    preset: Preset | None
+    repo: str
+    revision: str | None
+    served_model_name: str
+    tensor_parallel_size: int
+    expert_parallel: bool
+    image: str
+    flags: tuple[str, ...]
+    max_model_len: int | None
+    startup_timeout_seconds: int
+    storage_size: str
+    claim_name: str
+    model_dir: str
+    #: Access mode of the weights claim: the spec's, or the existing claim's once observed.
+    claim_access_mode: str | None = None
+    #: The download settings of the weights served (the cache's), part of the weights' identity.
+    allow_patterns: tuple[str, ...] = ()
+    endpoint_url: str | None = None
+    #: Other MiniMaxDeployments whose servers share this ReadWriteOnce claim (pinned to one node).
+    claim_neighbours: tuple[str, ...] = ()
+    #: The MiniMaxModelCache the weights come from.
+    cache: str | None = None
+
+    @property
+    def weights_path(self) -> str:
+        """Folder of the weights, relative to the claim's root."""
+        return self.model_dir.removeprefix(f"{MODELS_MOUNT}/")
+
+    @property
+    def model_label(self) -> str:
+        return self.preset.name if self.preset else self.repo
+
+    @property
+    def service_name(self) -> str:
+        return self.name
+
+    @property
+    def base_url(self) -> str:
+        """Server root, as ChatOS wants it (it appends the OpenAI path itself)."""
+        return f"http://{self.service_name}.{self.namespace}.svc.cluster.local:8000"
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.base_url}/v1"
+
+    @property
+    def weights_key(self) -> str:
+        """Identity of the weights served (on the server's pod template: a change rolls it).
+
+        A commit's folder names its bytes; the one folder of releases before model caches
+        did not, so there the repo, revision and download settings stand in, exactly as
+        those releases wrote it (an upgrade must not roll a server for nothing).
+        """
+        if self.weights_path.startswith("revisions/"):
+            return hashlib.sha256(json.dumps([self.claim_name, self.model_dir]).encode()).hexdigest()[:10]
+        blob = json.dumps(
+            [
+                self.repo,
+                self.revision or "main",
+                sorted(self.allow_patterns),
+                self.endpoint_url,
+                self.claim_name,
+                self.model_dir,
+            ]
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where a MiniMaxDeployment's weights come from, as its MiniMaxModelCache reports them."""
+
+    cache: str
+    spec: MiniMaxModelCacheSpec
+    claim_name: str
+    access_mode: str | None = None
+    #: Folder of the verified commit, relative to the claim's root; None before one is verified.
+    path: str | None = None
+    commit: str | None = None
+
+
+def resolve(
+    name: str,
+    namespace: str,
+    spec: MiniMaxDeploymentSpec,
+    vllm_images: dict[str, str] | None = None,
+    weights: WeightsSource | None = None,
+) -> Resolved:
+    """Effective settings, or LayoutError naming the field to change.
+
+    `weights`: the cache the resource serves from (its repo and claim win); without it (offline
+    render, a resource whose cache is not known yet) the resource's own spec stands in.
+    """
+    if len(name) > NAME_MAX or not re.match(NAME_PATTERN, name):
+        raise LayoutError("metadata.name", NAME_RULE_MESSAGE.removeprefix("metadata.name "))
+    model = spec.model or (weights.spec.model if weights and not spec.repo else None)
+    preset = PRESETS.get(model) if model else None
+    repo = spec.repo or (preset.repo if preset else "")
+    if not repo and weights:
+        repo = weights.spec.repo or ""
+    if not repo:
+        if spec.cacheRef:
+            raise LayoutError("cacheRef", f"MiniMaxModelCache {spec.cacheRef.name} is not known yet")
+        raise LayoutError("model", "set a preset in spec.model or a Hugging Face repo in spec.repo")
+    if weights is not None:
+        cache_repo = weights.spec.repo or (PRESETS[weights.spec.model].repo if weights.spec.model else "")
+        if cache_repo != repo:
+            raise LayoutError(
+                "cacheRef",
+                f"MiniMaxModelCache {weights.cache} holds {cache_repo}, but this resource serves {repo}: "
+                "name a cache of the same repo",
+            )
+    tp = spec.tensorParallelSize or (preset.tensor_parallel_size if preset else 1)
+    ep = spec.expertParallel if spec.expertParallel is not None else (preset.expert_parallel if preset else False)
+    image = (
+        spec.vllm.image
+        or (vllm_images or {}).get(preset.name if preset else "", "")
+        or (preset.vllm_image if preset else "")
+    )
+    if not image:
+        raise LayoutError("vllm.image", "a custom repo needs an explicit vLLM image")
+    served = spec.servedModelName or (preset.name if preset else repo.split("/", 1)[1])
+    if weights is not None:
+        source = weights.spec
+        claim, mode, revision = weights.claim_name, weights.access_mode, source.revision
+        size = ""
+    else:
+        source = MiniMaxModelCacheSpec(storage=spec.storage, download=spec.download, revision=spec.revision)
+        claim = spec.storage.existingClaim or f"{name}-weights"
+        mode = None if spec.storage.existingClaim else spec.storage.accessMode
+        revision = spec.revision
+        size = "" if spec.cacheRef else storage_size(preset, spec)
+    folder = weights.path if weights is not None and weights.path else legacy_folder(repo)
+    resolved = Resolved(
+        name=name,
+        namespace=namespace,
+        spec=spec,
+        preset=preset,
+        repo=repo,
+        revision=revision,
+        served_model_name=served,
+        tensor_parallel_size=tp,
+        expert_parallel=ep,
+        image=image,
+        flags=preset.flags if preset else (),
+        max_model_len=spec.maxModelLen,
+        startup_timeout_seconds=spec.vllm.startupTimeoutSeconds or (preset.startup_timeout_seconds if preset else 3600),
+        storage_size=size,
+        claim_name=claim,
+        model_dir=f"{MODELS_MOUNT}/{folder}",
+        claim_access_mode=mode,
+        allow_patterns=tuple(source.download.allowPatterns),
+        endpoint_url=source.download.endpoint,
+        cache=weights.cache if weights is not None else None,
+    )
+    check_layout(resolved)
+    if mode:
+        check_storage(resolved, [mode])
+    return resolved
+
+
+def check_storage(r: Resolved, access_modes: list[str]) -> None:
+    """Raise LayoutError when the claim's access modes cannot carry the replicas.
+
+    What each mode allows (Kubernetes, with block storage such as EBS, PD, Ceph RBD):
+    ReadWriteMany: any pods on any nodes. ReadWriteOnce: any pods, but on one node at a
+    time; a pod on a second node never starts (Multi-Attach), so every replica must fit
+    on one node (the operator pins them there). ReadWriteOncePod: one pod at all, so one
+    replica, no download Job beside the server, no rolling update.
+    """
+    replicas, tp, per_node = r.spec.replicas, r.tensor_parallel_size, r.spec.gpu.perNode
+    field = "storage.existingClaim" if r.spec.storage.existingClaim else "storage.accessMode"
+    if "ReadWriteMany" in access_modes:
+        return
+    if "ReadWriteOnce" in access_modes:
+        if replicas * tp > per_node:
+            raise LayoutError(
+                field,
+                f"a ReadWriteOnce claim attaches to one node, so all {replicas} replicas x {tp} GPUs must fit on "
+                f"one node of {per_node} GPUs (spec.gpu.perNode); a replica on a second node would never start "
+                f"(Multi-Attach). Use a ReadWriteMany storage class and accessMode, or at most "
+                f"{per_node // tp} replicas",
+            )
+        return
+    if "ReadWriteOncePod" in access_modes and replicas > 1:
+        raise LayoutError(
+            field,
+            f"a ReadWriteOncePod claim allows one pod at a time, so at most 1 replica (spec.replicas is {replicas}); "
+            "use ReadWriteOnce for replicas on one node or ReadWriteMany for replicas on several nodes",
+        )
+    if access_modes and not {"ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"} & set(access_modes):
+        raise LayoutError(
+            field, f"the claim's access modes {access_modes} do not allow the download Job to write the weights"
+        )
+
+
+def check_layout(r: Resolved) -> None:
+    """Raise LayoutError for a layout vLLM cannot serve on the declared GPUs."""
+    spec, p, tp = r.spec, r.preset, r.tensor_parallel_size
+    gpus = spec.gpu.perNode
+    if tp > gpus or gpus % tp:
+        raise LayoutError(
+            "tensorParallelSize",
+            f"{tp} GPUs per replica cannot be placed on nodes with {gpus} GPUs (spec.gpu.perNode); "
+            f"use a tensorParallelSize that divides {gpus}",
+        )
+    if p is None:
+        return
+    if p.moe_intermediate_size and p.fp8_block_size and not r.expert_parallel:
+        shard = p.moe_intermediate_size / tp
+        if shard % p.fp8_block_size:
+            raise LayoutError(
+                "tensorParallelSize",
+                f"{p.name} cannot use plain tensorParallelSize {tp}: its expert width {p.moe_intermediate_size}/{tp} "
+                f"is not a multiple of the FP8 block size {p.fp8_block_size}; use tensorParallelSize "
+                f"{p.tensor_parallel_size} or set spec.expertParallel: true",
+            )
+    vram_gib = spec.gpu.memoryGiB * tp
+    util = spec.gpuMemoryUtilization or 0.9
+    need_gib = p.weights_vram_gb * GB / GIB
+    if need_gib * 1.05 > vram_gib * util:
+        raise LayoutError(
+            "tensorParallelSize",
+            f"{p.name} needs about {math.ceil(need_gib)} GiB of GPU memory for its weights alone, but "
+            f"{tp} x {spec.gpu.memoryGiB} GiB at {util:.0%} utilization gives {math.floor(vram_gib * util)} GiB; "
+            "use more GPUs per replica, larger GPUs (spec.gpu.memoryGiB) or a smaller checkpoint",
+        )
+    if spec.maxModelLen and spec.maxModelLen > p.max_model_len:
+        raise LayoutError(
+            "maxModelLen", f"{spec.maxModelLen} exceeds {p.name}'s context length of {p.max_model_len} tokens"
+        )

@@ -1,0 +1,266 @@
+"""The vLLM server of a MiniMaxDeployment: its Deployment and Service.
+
+Every object carries the same labels, so that users can select everything of one
+model with `-l app.kubernetes.io/instance=NAME`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from ..api.names import (
+    APP_NAME,
+    COMPONENT_LABEL,
+    COMPONENT_SERVER,
+    INSTANCE_LABEL,
+    MANAGED_BY_LABEL,
+    MANAGER,
+    NAME_LABEL,
+    OWNER_LABEL,
+    SERVER_PORT,
+    SERVES_ANNOTATION,
+    WEIGHTS_KEY_ANNOTATION,
+)
+from ..model.deployment import Resolved
+from ..protocol import COMPILE_FOLDER, MODELS_MOUNT
+from .meta import Owner, owner_reference, stamp
+
+Obj = dict[str, Any]
+SERVER_HOME = "/home/vllm"
+#: Where the server's compile and kernel caches live (torch.compile, Triton, DeepGEMM, FlashInfer).
+COMPILE_DIR = "/var/cache/minimax"
+
+
+def labels(r: Resolved, component: str | None = None) -> dict[str, str]:
+    out = {
+        NAME_LABEL: APP_NAME,
+        INSTANCE_LABEL: r.name,
+        MANAGED_BY_LABEL: MANAGER,
+        OWNER_LABEL: r.name,
+    }
+    if component:
+        out[COMPONENT_LABEL] = component
+    return out
+
+
+def selector(r: Resolved, component: str) -> dict[str, str]:
+    return {INSTANCE_LABEL: r.name, COMPONENT_LABEL: component}
+
+
+def _meta(r: Resolved, name: str, owner: Owner | None, component: str | None) -> Obj:
+    meta: Obj = {"name": name, "namespace": r.namespace, "labels": labels(r, component)}
+    if owner:
+        meta["ownerReferences"] = [owner_reference(owner)]
+    return meta
+
+
+def compile_subpath(r: Resolved) -> str | None:
+    """The server's compile-cache folder on the claim, or None where the claim cannot be written (ReadOnlyMany)."""
+    if r.claim_access_mode == "ReadOnlyMany":
+        return None
+    return compile_folder(r.image)
+
+
+def compile_folder(image: str) -> str:
+    """Folder of one vLLM image's compile and kernel caches, relative to the claim's root.
+
+    A restart reuses them; a new vLLM image starts afresh.
+    """
+    return f"{COMPILE_FOLDER}/{re.sub(r'[^A-Za-z0-9._-]+', '_', image)[:200]}"
+
+
+def _same_node_as_servers(r: Resolved) -> Obj:
+    """Required pod affinity to the servers on this claim: a ReadWriteOnce claim is on one node only.
+
+    With no neighbours, exactly the term releases before model caches wrote (a different
+    term would roll every server on upgrade).
+    """
+    selector_: Obj = {"matchLabels": selector(r, COMPONENT_SERVER)}
+    if r.claim_neighbours:
+        selector_ = {
+            "matchLabels": {COMPONENT_LABEL: COMPONENT_SERVER, MANAGED_BY_LABEL: MANAGER},
+            "matchExpressions": [
+                {
+                    "key": INSTANCE_LABEL,
+                    "operator": "In",
+                    "values": sorted({r.name, *r.claim_neighbours}),
+                }
+            ],
+        }
+    term = {"labelSelector": selector_, "topologyKey": "kubernetes.io/hostname"}
+    return {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}}
+
+
+def vllm_args(r: Resolved) -> list[str]:
+    """`vllm serve` arguments: operator-owned flags first, then the preset's, then the user's."""
+    args = [
+        r.model_dir,
+        "--served-model-name",
+        r.served_model_name,
+        "--tensor-parallel-size",
+        str(r.tensor_parallel_size),
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(SERVER_PORT),
+    ]
+    if r.expert_parallel and "--enable-expert-parallel" not in r.flags:
+        args.append("--enable-expert-parallel")
+    args += list(r.flags)
+    if r.max_model_len:
+        args += ["--max-model-len", str(r.max_model_len)]
+    if r.spec.gpuMemoryUtilization:
+        args += ["--gpu-memory-utilization", str(r.spec.gpuMemoryUtilization)]
+    args += list(r.spec.vllm.extraArgs)
+    return args
+
+
+def server_tolerations(r: Resolved) -> list[Obj]:
+    """The GPU resource's usual taint (as GKE and the GPU operator set it), plus the user's."""
+    tolerations: list[Obj] = [{"key": r.spec.gpu.resourceName, "operator": "Exists", "effect": "NoSchedule"}]
+    return tolerations + [t.model_dump(exclude_none=True) for t in r.spec.vllm.tolerations]
+
+
+def deployment(r: Resolved, owner: Owner | None, replicas: int | None = None) -> Obj:
+    """The vLLM server. GPU limit = tensorParallelSize; probes that let a huge checkpoint load.
+
+    `replicas` overrides the spec's (0 while a ReadWriteOncePod claim is being downloaded into).
+    """
+    v = r.spec.vllm
+    gpu = r.spec.gpu.resourceName
+    tp = str(r.tensor_parallel_size)
+    resources: Obj = {
+        "requests": {**(v.resources.requests if v.resources else {}), gpu: tp},
+        "limits": {**(v.resources.limits if v.resources else {}), gpu: tp},
+    }
+    env: list[Obj] = [
+        {"name": "HF_HUB_OFFLINE", "value": "1"},
+        {"name": "VLLM_ENGINE_READY_TIMEOUT_S", "value": str(r.startup_timeout_seconds)},
+        {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
+    ]
+    if v.podSecurity == "restricted":
+        env.append({"name": "HOME", "value": SERVER_HOME})  # before the user's env, which may override it
+    # Compile and kernel caches (minutes of DeepGEMM and torch.compile warm-up) outlive the pod.
+    env += [
+        {"name": "XDG_CACHE_HOME", "value": COMPILE_DIR},  # vLLM's cache root: torch.compile, DeepGEMM
+        {"name": "TRITON_CACHE_DIR", "value": f"{COMPILE_DIR}/triton"},
+        {"name": "FLASHINFER_WORKSPACE_BASE", "value": COMPILE_DIR},
+    ]
+    env += [e.model_dump(exclude_none=True) for e in v.env]
+    compile_path = compile_subpath(r)
+    period = 10
+    http = {"path": "/health", "port": "http"}
+    container: Obj = {
+        "name": "vllm",
+        "image": r.image,
+        "command": ["vllm", "serve"],
+        "args": vllm_args(r),
+        "ports": [{"name": "http", "containerPort": SERVER_PORT, "protocol": "TCP"}],
+        "env": env,
+        "resources": resources,
+        "volumeMounts": [
+            {"name": "weights", "mountPath": MODELS_MOUNT, "readOnly": True},
+            (
+                {"name": "weights", "mountPath": COMPILE_DIR, "subPath": compile_path}
+                if compile_path
+                else {"name": "server-cache", "mountPath": COMPILE_DIR}
+            ),
+            {"name": "dshm", "mountPath": "/dev/shm"},
+        ],
+        # Loading 200-900 GB takes long; the startup probe must not kill a loading server.
+        "startupProbe": {
+            "httpGet": http,
+            "periodSeconds": period,
+            "timeoutSeconds": 5,
+            "failureThreshold": max(1, r.startup_timeout_seconds // period),
+        },
+        "readinessProbe": {"httpGet": http, "periodSeconds": period, "timeoutSeconds": 5, "failureThreshold": 3},
+        "livenessProbe": {"httpGet": http, "periodSeconds": 30, "timeoutSeconds": 10, "failureThreshold": 5},
+    }
+    if v.podSecurity == "restricted":
+        # Pod Security "restricted": vLLM runs as uid 1000; its home (compile and kernel caches) must be writable.
+        container["securityContext"] = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+        container["volumeMounts"].append({"name": "home", "mountPath": SERVER_HOME})
+    pod_spec: Obj = {
+        "containers": [container],
+        "tolerations": server_tolerations(r),
+        "terminationGracePeriodSeconds": 60,
+        "volumes": [
+            # Writable only through the compile cache's subPath mount; the weights' mount is read-only.
+            # (readOnly: false is what the API server omits: never write it, or drift never settles.)
+            {
+                "name": "weights",
+                "persistentVolumeClaim": {
+                    "claimName": r.claim_name,
+                    **({"readOnly": True} if compile_path is None else {}),
+                },
+            },
+            {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": v.shmSize}},
+        ],
+    }
+    if compile_path is None:
+        pod_spec["volumes"].append({"name": "server-cache", "emptyDir": {}})
+    if v.podSecurity == "restricted":
+        pod_spec["securityContext"] = {
+            "runAsNonRoot": True,
+            "runAsUser": 1000,
+            "runAsGroup": 1000,
+            "fsGroup": 1000,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }
+        pod_spec["volumes"].append({"name": "home", "emptyDir": {}})
+    if v.nodeSelector:
+        pod_spec["nodeSelector"] = dict(v.nodeSelector)
+    mode = r.claim_access_mode
+    if mode == "ReadWriteOnce" and (r.spec.replicas > 1 or r.claim_neighbours):
+        pod_spec["affinity"] = _same_node_as_servers(r)  # check_storage made sure they fit on one node
+    # Never ask for more GPUs than the replicas hold: replace pods one at a time. A
+    # ReadWriteOncePod claim admits one pod at all, so the old pod must be gone first.
+    strategy: Obj = (
+        {"type": "Recreate"}
+        if mode == "ReadWriteOncePod"
+        else {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
+    )
+    pod_annotations = {WEIGHTS_KEY_ANNOTATION: r.weights_key, **v.podAnnotations}
+    meta = _meta(r, r.name, owner, COMPONENT_SERVER)
+    if r.cache:
+        serves = {"cache": r.cache, "claim": r.claim_name, "path": r.weights_path}
+        meta["annotations"] = {SERVES_ANNOTATION: json.dumps(serves, sort_keys=True, separators=(",", ":"))}
+    return stamp(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": meta,
+            "spec": {
+                "replicas": r.spec.replicas if replicas is None else replicas,
+                "selector": {"matchLabels": selector(r, COMPONENT_SERVER)},
+                "strategy": strategy,
+                "template": {
+                    "metadata": {"labels": labels(r, COMPONENT_SERVER), "annotations": pod_annotations},
+                    "spec": pod_spec,
+                },
+            },
+        }
+    )
+
+
+def service(r: Resolved, owner: Owner | None) -> Obj:
+    return stamp(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta(r, r.service_name, owner, COMPONENT_SERVER),
+            "spec": {
+                "type": "ClusterIP",
+                "selector": selector(r, COMPONENT_SERVER),
+                "ports": [{"name": "http", "port": SERVER_PORT, "targetPort": "http", "protocol": "TCP"}],
+            },
+        }
+    )
+
+
+def render_server(r: Resolved, owner: Owner | None) -> list[Obj]:
+    """The server's objects, in the order the operator creates them (for `render`)."""
+    return [deployment(r, owner), service(r, owner)]

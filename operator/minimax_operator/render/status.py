@@ -1,0 +1,157 @@
+"""Conditions and phase from observed facts, and the reasons users act on.
+
+Pure functions, so the rules users and Argo CD rely on (when is it Ready, when
+Failed) are unit-tested without a cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+Obj = dict[str, Any]
+
+#: Reasons that need a person to act; they make the phase Failed (Argo CD: Degraded).
+FAILURE_REASONS = frozenset(
+    {
+        "InvalidSpec",
+        "LayoutInvalid",
+        "DownloadFailed",
+        "DownloadRetrying",
+        "CrashLoopBackOff",
+        "ImagePullBackOff",
+        "ErrImagePull",
+        "CreateContainerConfigError",
+        "InvalidImageName",
+        "ModelIdTaken",
+        "InvalidChatOSConfig",
+        "ConfigMapNotFound",
+        "NamespaceNotAllowed",
+        "ClaimNotFound",
+        "ApplyFailed",
+        "NameConflict",
+        "QuotaExceeded",
+        "PodSecurityViolation",
+        "LimitRangeViolation",
+        "AdmissionWebhookDenied",
+        "PodCreationFailed",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Cond:
+    """One condition as computed; timestamps are added by merge()."""
+
+    type: str
+    status: str  # "True" | "False" | "Unknown"
+    reason: str
+    message: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "False" and self.reason in FAILURE_REASONS
+
+
+def true(type_: str, reason: str, message: str = "") -> Cond:
+    return Cond(type_, "True", reason, message)
+
+
+def false(type_: str, reason: str, message: str = "") -> Cond:
+    return Cond(type_, "False", reason, message)
+
+
+def unknown(type_: str, reason: str, message: str = "") -> Cond:
+    return Cond(type_, "Unknown", reason, message)
+
+
+def merge(old: list[Obj], new: list[Cond], generation: int, now: str) -> list[Obj]:
+    """Conditions to write: lastTransitionTime moves only when the status changes."""
+    previous = {c.get("type"): c for c in old}
+    out = []
+    for c in new:
+        prev = previous.get(c.type)
+        since = prev.get("lastTransitionTime") if prev and prev.get("status") == c.status else now
+        out.append(
+            {
+                "type": c.type,
+                "status": c.status,
+                "reason": c.reason,
+                "message": c.message,
+                "observedGeneration": generation,
+                "lastTransitionTime": since or now,
+            }
+        )
+    return out
+
+
+def transitions(old: list[Obj], new: list[Cond]) -> list[Cond]:
+    """Conditions whose status or reason changed: each deserves an Event."""
+    previous = {c.get("type"): (c.get("status"), c.get("reason")) for c in old}
+    return [c for c in new if previous.get(c.type) != (c.status, c.reason)]
+
+
+def ready_condition(parts: list[Cond]) -> Cond:
+    """Ready summarises the others: the first one not True explains why."""
+    for c in parts:
+        if c.status != "True":
+            return Cond("Ready", "False" if c.status == "False" else "Unknown", c.reason, c.message)
+    return true("Ready", "Ready", "serving and registered")
+
+
+def phase(conds: list[Cond], replicas: int) -> str:
+    by_type = {c.type: c for c in conds}
+    if any(c.failed for c in conds):
+        return "Failed"
+    weights = by_type.get("WeightsReady")
+    if weights is None or weights.status != "True":
+        return "Pending" if weights is None or weights.reason in ("Pending", "ClaimPending") else "Downloading"
+    if replicas == 0:
+        return "Stopped"
+    if by_type.get("Ready", Cond("Ready", "False", "")).status == "True":
+        return "Ready"
+    return "Starting"
+
+
+def pod_problem(pods: list[Obj]) -> tuple[str, str] | None:
+    """The most telling reason a set of pods is not serving, as (reason, message)."""
+    for pod in pods:
+        for cs in pod.get("status", {}).get("containerStatuses") or []:
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in FAILURE_REASONS:
+                last = ((cs.get("lastState") or {}).get("terminated") or {}).get("message", "")
+                msg = waiting.get("message") or last or waiting["reason"]
+                return waiting["reason"], f"pod {pod['metadata']['name']}: {msg}"
+    for pod in pods:
+        for cond in pod.get("status", {}).get("conditions") or []:
+            if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+                return "Unschedulable", f"pod {pod['metadata']['name']}: {cond.get('message', '')}"
+    return None
+
+
+def terminated_message(pods: list[Obj], phase_: str) -> str:
+    """The termination message of the newest pod in this phase (the downloader writes its reason there)."""
+    chosen = sorted(
+        (p for p in pods if p.get("status", {}).get("phase") == phase_),
+        key=lambda p: p["metadata"].get("creationTimestamp", ""),
+    )
+    for pod in reversed(chosen):
+        for cs in pod.get("status", {}).get("containerStatuses") or []:
+            term = (cs.get("state") or {}).get("terminated") or {}
+            if term.get("message"):
+                return str(term["message"]).strip()
+    return ""
+
+
+def creation_failure(message: str) -> tuple[str, str]:
+    """A reason users can act on for the API server's refusal of a pod (a controller's FailedCreate)."""
+    text = message.removeprefix("Error creating: ")
+    if "exceeded quota" in text:
+        return "QuotaExceeded", text
+    if "PodSecurity" in text:
+        return "PodSecurityViolation", text
+    if "LimitRange" in text or ("maximum" in text and "per Container" in text):
+        return "LimitRangeViolation", text
+    if "admission webhook" in text:
+        return "AdmissionWebhookDenied", text
+    return "PodCreationFailed", text

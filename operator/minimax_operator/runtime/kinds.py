@@ -1,0 +1,97 @@
+"""The kind table: where each kind lives in the API and how reconciles read it.
+
+Why one table: the client's paths, which kinds the informers watch (and with which label
+selector and transform), which are fed from outside (kopf's watch of the resources),
+and which indexes their stores keep were five tables in three modules, held together by
+an assert. Now a kind is declared once, by the controllers (controllers/watches.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+Obj = dict[str, Any]
+#: An index: the values an object is found under (several, or none).
+Indexer = Callable[[Obj], Iterable[str]]
+
+
+class Watch(Enum):
+    """How reconciles read a kind."""
+
+    #: Listed and watched by an informer of the runtime, into a store.
+    INFORMER = "informer"
+    #: Stored from outside (kopf watches the resources and hands each event to the loop).
+    FED = "fed"
+    #: Watched one object at a time, from when a controller declares it (a shared ConfigMap).
+    BY_NAME = "by-name"
+    #: Not stored: every read asks the API (Events).
+    NONE = "none"
+
+
+def strip(obj: Obj) -> Obj:
+    """Drop what no reconcile reads: managedFields and kubectl's last-applied copy."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+        annotations = meta.get("annotations")
+        if annotations:
+            annotations.pop("kubectl.kubernetes.io/last-applied-configuration", None)
+    return obj
+
+
+def strip_pod(obj: Obj) -> Obj:
+    """Pods: status and metadata are all a reconcile reads (phase, container states, messages)."""
+    strip(obj)
+    return {k: obj[k] for k in ("apiVersion", "kind", "metadata", "status") if k in obj}
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind the operator reads or writes."""
+
+    name: str
+    #: "v1", "batch/v1", "group/version".
+    api_version: str
+    plural: str
+    watch: Watch = Watch.NONE
+    #: The informer's label selector ("" lists every object of the kind).
+    label_selector: str = ""
+    #: What the store keeps of an object.
+    transform: Callable[[Obj], Obj] = strip
+    #: Named indexes of the store: index name -> the values an object is found under.
+    indexers: Mapping[str, Indexer] = field(default_factory=dict)
+
+    @property
+    def prefix(self) -> str:
+        return "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+
+    @property
+    def stored(self) -> bool:
+        return self.watch is not Watch.NONE
+
+    @property
+    def label_filtered(self) -> bool:
+        """A miss in the store may be someone else's object: the informer asks for our labels only."""
+        return self.watch is Watch.INFORMER and bool(self.label_selector)
+
+    def collection(self, namespace: str | None) -> str:
+        """The collection of this kind in one namespace, or across all of them."""
+        return f"{self.prefix}/namespaces/{namespace}/{self.plural}" if namespace else f"{self.prefix}/{self.plural}"
+
+    def path(self, namespace: str, name: str | None = None, sub: str | None = None) -> str:
+        path = self.collection(namespace)
+        if name:
+            path += f"/{name}"
+        if sub:
+            path += f"/{sub}"
+        return path
+
+
+class Kinds(dict[str, Kind]):
+    """The kind table, by kind name."""
+
+    def __init__(self, kinds: Iterable[Kind]):
+        super().__init__((k.name, k) for k in kinds)
