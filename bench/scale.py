@@ -50,8 +50,8 @@ from minimax_operator.api.v1alpha1 import MiniMaxDeploymentSpec
 from minimax_operator.model.deployment import WeightsSource, resolve
 from minimax_operator.model.model_cache import implicit_cache, resolve_cache
 from minimax_operator.protocol import commit_folder
-from minimax_operator.render import model_cache as weights
-from minimax_operator.render import server as builders
+from minimax_operator.render import model_cache as render_cache
+from minimax_operator.render import server as render_server
 from minimax_operator.render.meta import OperatorSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,7 +148,7 @@ def floor(cluster: Cluster, n: int) -> float:
         path = commit_folder(rc.repo, "0" * 40)
         w = WeightsSource(cache_name, cache_spec, rc.claim_name, rc.access_mode, path=path)
         r = resolve(f"m{i}", ns, spec, {}, w)
-        objs.append(weights.render_cache(rc, None, OperatorSettings()) + builders.render_server(r, None))
+        objs.append(render_cache.render_cache(rc, None, OperatorSettings()) + render_server.render_server(r, None))
     t0 = time.monotonic()
     apply(cluster, [o for set_ in objs for o in set_[:2]])  # PVC and Job
     wait_for(lambda: count(cluster, ns, "jobs", job_done) == n, 3600, what="floor Jobs complete", interval=1)

@@ -9,6 +9,7 @@
 #   hack/cluster.sh up   [NAME]   create or restart; prints the kubeconfig path
 #   hack/cluster.sh down [NAME]   delete the cluster, its node and its provisioner
 #   hack/cluster.sh kubeconfig [NAME]
+#   hack/cluster.sh real-node-owner   the cluster that has this machine's real node, if one runs
 # NAME defaults to $CLUSTER_NAME or "minimax". Several clusters can run at once.
 # SERVICE_CIDR (on create) widens the Service IP range, e.g. 10.96.0.0/16 (the default
 # range holds about 250 Services; bench/scale.py needs thousands).
@@ -91,6 +92,14 @@ case "$cmd" in
     log "cluster $name is down"
     ;;
   kubeconfig) echo "$kubeconfig" ;;
+  real-node-owner)
+    # One real node per machine (hack/node.sh refuses a second): `make run` leaves the demo's
+    # cluster up, and the real-node tests use it rather than fail.
+    for pid in "$KWOK_WORKDIR"/clusters/*/node/kubelet.pid; do
+      [[ -f "$pid" ]] && kill -0 "$(cat "$pid")" 2>/dev/null && basename "$(dirname "$(dirname "$pid")")"
+    done
+    true
+    ;;
   audit-log) echo "$dir/logs/audit.log" ;;
-  *) echo "usage: $0 up|down|kubeconfig|audit-log [NAME]" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|kubeconfig|audit-log|real-node-owner [NAME]" >&2; exit 2 ;;
 esac

@@ -28,7 +28,7 @@ from typing import Any
 from minimax_operator.api.v1alpha1 import MiniMaxDeployment
 from minimax_operator.model.deployment import resolve
 from minimax_operator.render import chatos
-from minimax_operator.render import server as builders
+from minimax_operator.render import server as render_server
 
 ROOT = Path(__file__).resolve().parents[2]
 PORT = 8000
@@ -55,7 +55,7 @@ def rendered(preset: str) -> tuple[dict[str, Any], dict[str, Any]]:
     doc["spec"] = {"model": preset}
     mmd = MiniMaxDeployment.model_validate(doc)
     r = resolve("check", "default", mmd.spec, {})
-    deployment = builders.deployment(r, None)
+    deployment = render_server.deployment(r, None)
     return deployment["spec"]["template"]["spec"]["containers"][0], chatos.chatos_entry(r)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from minimax_operator.api.names import MODEL_LABEL
 from minimax_operator.api.v1alpha1 import MiniMaxDeploymentSpec
 from minimax_operator.model.deployment import resolve
-from minimax_operator.render import server as builders
+from minimax_operator.render import server as render_server
 from minimax_operator.render.meta import Owner, model_label, owner_reference
 from tests.harness.cluster import Cluster, Executor, Operator, release_hold, start_operator, wait_for
 from tests.harness.fakehub import FakeHub
@@ -182,7 +182,7 @@ def _release_before_caches(name: str, ns: str, spec_: dict[str, Any], uid: str) 
     """
     r = resolve(name, ns, MiniMaxDeploymentSpec.model_validate(spec_))
     owner = Owner(name, uid)
-    labels = {**builders.labels(r, "weights"), MODEL_LABEL: model_label(r.repo)}
+    labels = {**render_server.labels(r, "weights"), MODEL_LABEL: model_label(r.repo)}
     claim_meta: dict[str, Any] = {"name": f"{name}-weights", "namespace": ns, "labels": labels}
     if not r.spec.storage.retainOnDelete:
         claim_meta["ownerReferences"] = [owner_reference(owner)]
@@ -192,7 +192,7 @@ def _release_before_caches(name: str, ns: str, spec_: dict[str, Any], uid: str) 
         "metadata": claim_meta,
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": r.storage_size}}},
     }
-    return [claim, builders.deployment(r, owner), builders.service(r, owner)]
+    return [claim, render_server.deployment(r, owner), render_server.service(r, owner)]
 
 
 def test_upgrade_adopts_the_weights_of_the_previous_release_without_downloading(

@@ -275,7 +275,7 @@ def test_steady_state_makes_no_writes(cluster: Cluster, ns: str, operator: Opera
 
 
 def test_idle_resources_cost_no_reads(cluster: Cluster, operator_kubeconfig: Path, tmp_path: Path) -> None:
-    """Ready resources resync from the watch caches: over 30 resyncs each, not one GET or LIST."""
+    """Ready resources resync from the informers' stores: over 30 resyncs each, not one GET or LIST."""
     if not cluster.audit_log:
         pytest.fail("this test needs the API server's audit log (CLUSTER=kwok, or AUDIT_LOG with CLUSTER=existing)")
     ns = f"solo-idle-{secrets.token_hex(2)}"

@@ -92,3 +92,12 @@ def volume_path(cluster: Cluster, claim: str, ns: str) -> Path:
     pvc = cluster.core.read_namespaced_persistent_volume_claim(claim, ns)
     pv = cluster.core.read_persistent_volume(pvc.spec.volume_name)
     return Path(pv.spec.host_path.path)
+
+
+def real_node_cluster() -> str | None:
+    """The kubeconfig of the local cluster that has this machine's real node, if one runs (the demo's)."""
+    script = str(ROOT / "hack" / "cluster.sh")
+    owners = subprocess.run([script, "real-node-owner"], capture_output=True, text=True, check=True).stdout.split()
+    if not owners:
+        return None
+    return subprocess.run([script, "kubeconfig", owners[0]], capture_output=True, text=True, check=True).stdout.strip()

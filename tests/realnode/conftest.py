@@ -6,7 +6,10 @@ runc, CNI bridge, kube-proxy, CoreDNS, local-path-provisioner), the operator ins
 a Service. Needs root (the node is this machine).
 
 REAL_CLUSTER=existing uses $KUBECONFIG as it is (a real-node cluster started by hand, with
-the chart and the Hub already installed or not: both are upgraded in place).
+the chart and the Hub already installed or not: both are upgraded in place). A machine has
+one real node: when another cluster has it (`make run` leaves the demo's cluster up), the
+tests use that cluster the same way and leave it up, so that `make run` then `make test`
+passes.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.harness.cluster import Cluster, local_cluster, wait_for
-from tests.harness.realnode import Hub, deploy_hub, install_operator
+from tests.harness.realnode import Hub, deploy_hub, install_operator, real_node_cluster
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -31,7 +34,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def real_cluster() -> Iterator[Cluster]:
-    given = os.environ["KUBECONFIG"] if os.environ.get("REAL_CLUSTER") == "existing" else None
+    given = os.environ["KUBECONFIG"] if os.environ.get("REAL_CLUSTER") == "existing" else real_node_cluster()
     with local_cluster(given, "mmreal", REAL_NODE="1") as kubeconfig:
         yield Cluster(kubeconfig, audit_log=None)
 

@@ -11,13 +11,13 @@ from minimax_operator.model.deployment import check_storage, resolve
 from minimax_operator.model.errors import LayoutError
 from minimax_operator.model.model_cache import implicit_cache, resolve_cache
 from minimax_operator.render import meta
-from minimax_operator.render import model_cache as weights
-from minimax_operator.render import server as builders
+from minimax_operator.render import model_cache as render_cache
+from minimax_operator.render import server as render_server
 from minimax_operator.render.meta import Owner
 from minimax_operator.runtime.drift import covers
 
 OWNER = Owner("m", "uid-1")
-CACHE_OWNER = weights.cache_owner("m", "uid-c")
+CACHE_OWNER = render_cache.cache_owner("m", "uid-c")
 
 
 def spec(**kw: object) -> MiniMaxDeploymentSpec:
@@ -92,7 +92,7 @@ def test_atomic_maps_must_match_exactly() -> None:
 
 def test_an_unchanged_object_is_covered() -> None:
     r = resolve("m", "ns", spec())
-    dep = builders.deployment(r, OWNER)
+    dep = render_server.deployment(r, OWNER)
     assert not covers({}, dep)
     assert covers(dep, dep)
 
@@ -123,7 +123,7 @@ def test_a_custom_repo_on_an_existing_claim_needs_no_size() -> None:
     r = resolve("m", "ns", MiniMaxDeploymentSpec.model_validate({**custom, "storage": {"existingClaim": "c"}}))
     assert r.claim_name == "c"
     name, cache = implicit_cache(r.spec)
-    assert weights.claim(resolve_cache(name, "ns", cache), CACHE_OWNER) is None
+    assert render_cache.claim(resolve_cache(name, "ns", cache), CACHE_OWNER) is None
 
 
 def test_readwriteoncepod_allows_one_replica() -> None:
@@ -140,25 +140,25 @@ def test_an_existing_claim_is_checked_with_its_own_modes() -> None:
         check_storage(r, ["ReadOnlyMany"])
 
 
-# ---- builders -----------------------------------------------------------------------------
+# ---- rendering -----------------------------------------------------------------------------
 
 
 def test_the_weights_claim_names_its_model() -> None:
-    pvc = weights.claim(resolve_cache("c", "ns", MiniMaxModelCacheSpec(model="MiniMax-M2.5")), CACHE_OWNER)
+    pvc = render_cache.claim(resolve_cache("c", "ns", MiniMaxModelCacheSpec(model="MiniMax-M2.5")), CACHE_OWNER)
     assert pvc is not None and pvc["metadata"]["labels"]["minimax.chatos.io/model"] == "MiniMaxAI.MiniMax-M2.5"
     assert meta.model_label("o/" + "x" * 80).startswith("sha256-")
 
 
 def test_placement_follows_the_claims_access_mode() -> None:
-    one = builders.deployment(resolve("m", "ns", spec()), OWNER)
+    one = render_server.deployment(resolve("m", "ns", spec()), OWNER)
     assert "affinity" not in one["spec"]["template"]["spec"]
     assert one["spec"]["strategy"]["type"] == "RollingUpdate"
-    pair = builders.deployment(resolve("m", "ns", spec(replicas=2)), OWNER)
+    pair = render_server.deployment(resolve("m", "ns", spec(replicas=2)), OWNER)
     term = pair["spec"]["template"]["spec"]["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     assert term[0]["topologyKey"] == "kubernetes.io/hostname"
-    rwx = builders.deployment(resolve("m", "ns", spec(replicas=2, storage={"accessMode": "ReadWriteMany"})), OWNER)
+    rwx = render_server.deployment(resolve("m", "ns", spec(replicas=2, storage={"accessMode": "ReadWriteMany"})), OWNER)
     assert "affinity" not in rwx["spec"]["template"]["spec"]
-    rwop = builders.deployment(resolve("m", "ns", spec(storage={"accessMode": "ReadWriteOncePod"})), OWNER)
+    rwop = render_server.deployment(resolve("m", "ns", spec(storage={"accessMode": "ReadWriteOncePod"})), OWNER)
     assert rwop["spec"]["strategy"] == {"type": "Recreate"}
 
 
@@ -169,8 +169,8 @@ def test_only_a_controller_reference_or_the_claims_labels_make_an_object_ours() 
     from minimax_operator.controllers.ownership import ours
 
     r = resolve("m", "ns", spec())
-    want_pvc = weights.claim(resolve_cache("m", "ns", MiniMaxModelCacheSpec(model="MiniMax-M2.5")), CACHE_OWNER)
-    want_svc = builders.service(r, OWNER)
+    want_pvc = render_cache.claim(resolve_cache("m", "ns", MiniMaxModelCacheSpec(model="MiniMax-M2.5")), CACHE_OWNER)
+    want_svc = render_server.service(r, OWNER)
     assert want_pvc is not None
 
     def obj(labels: dict[str, str], refs: list[dict[str, object]] | None = None) -> dict[str, object]:

@@ -120,3 +120,18 @@ def test_status_patches_null_what_a_nested_object_lost() -> None:
     }
     assert merge_patch(new, new) == {}
     assert merge_patch({}, {"download": {"x": 1}}) == {"download": {"x": 1}}
+
+
+def test_a_resource_and_its_cache_agree_on_pending_and_downloading() -> None:
+    """`kubectl get mmd` and `kubectl get mmc` never disagree about whether the download runs (a test
+    that waited for the resource's Downloading and then read the cache's phase saw Pending: the pod
+    was not scheduled yet, which the resource called Downloading)."""
+    from minimax_operator.controllers.model_cache import phase as cache_phase
+
+    for reason in ("Pending", "Unschedulable", "QuotaFull", "ClaimPending", "Downloading", "ImagePullBackOff"):
+        ready = st.false("Ready", reason, "")
+        weights = st.false("WeightsReady", reason, "")
+        conds = [weights, st.unknown("ServerReady", "WaitingForWeights"), st.unknown("Registered", "WaitingForServer")]
+        assert st.phase([*conds, st.ready_condition(conds)], 1) == cache_phase(ready), reason
+    assert st.phase([st.false("WeightsReady", "Unschedulable", "")], 1) == "Pending"
+    assert st.phase([st.false("WeightsReady", "Downloading", "")], 1) == "Downloading"

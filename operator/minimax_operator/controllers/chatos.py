@@ -142,7 +142,7 @@ class Registrar:
     ) -> None:
         """Read-modify-write with the resourceVersion read: concurrent writers never lose entries.
 
-        The first read may come from the watch cache (a resync that changes nothing reads
+        The first read may come from the store (a resync that changes nothing reads
         nothing); after a conflict, and whenever `live`, from the API.
         """
         if not live:

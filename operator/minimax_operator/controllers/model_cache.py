@@ -58,13 +58,12 @@ class CacheInUse(Exception):
 
 
 def phase(ready: st.Cond) -> str:
+    """A MiniMaxModelCache's phase, by the same rule as its users' (render/status.py)."""
     if ready.status == "True":
         return "Ready"
     if ready.failed:
         return "Failed"
-    if ready.reason in ("Downloading", "DownloadFailed"):
-        return "Downloading"
-    return "Pending"
+    return st.weights_phase(ready)
 
 
 class CacheReconciler(Base):

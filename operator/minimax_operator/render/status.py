@@ -99,13 +99,27 @@ def ready_condition(parts: list[Cond]) -> Cond:
     return true("Ready", "Ready", "serving and registered")
 
 
+#: Reasons of a cache's Ready (and so of a resource's WeightsReady) while its download pod runs or
+#: has run: the phase is Downloading. Any other reason before the weights are verified (the pod
+#: not scheduled yet, the quota full, the claim not found) is Pending, for both kinds alike.
+DOWNLOADING_REASONS = frozenset({"Downloading", "DownloadFailed", "DownloadRetrying"})
+
+
+def weights_phase(weights: Cond) -> str:
+    """The phase while the weights are not verified: Downloading or Pending (one rule for both kinds)."""
+    return "Downloading" if weights.reason in DOWNLOADING_REASONS else "Pending"
+
+
 def phase(conds: list[Cond], replicas: int) -> str:
+    """A MiniMaxDeployment's phase."""
     by_type = {c.type: c for c in conds}
     if any(c.failed for c in conds):
         return "Failed"
     weights = by_type.get("WeightsReady")
-    if weights is None or weights.status != "True":
-        return "Pending" if weights is None or weights.reason in ("Pending", "ClaimPending") else "Downloading"
+    if weights is None:
+        return "Pending"
+    if weights.status != "True":
+        return weights_phase(weights)
     if replicas == 0:
         return "Stopped"
     if by_type.get("Ready", Cond("Ready", "False", "")).status == "True":

@@ -1,4 +1,4 @@
-"""The watch cache's store: newest version wins, label index, what is kept of an object."""
+"""The informers' stores: newest version wins, label index, what is kept of an object."""
 
 from __future__ import annotations
 

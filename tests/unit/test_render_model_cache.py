@@ -8,11 +8,11 @@ from minimax_operator.api.names import SERVES_ANNOTATION
 from minimax_operator.api.v1alpha1 import MiniMaxDeploymentSpec, MiniMaxModelCacheSpec
 from minimax_operator.model.deployment import WeightsSource, resolve
 from minimax_operator.model.model_cache import implicit_cache, resolve_cache
-from minimax_operator.render import model_cache as weights
-from minimax_operator.render import server as builders
+from minimax_operator.render import model_cache as render_cache
+from minimax_operator.render import server as render_server
 from minimax_operator.render.meta import OperatorSettings, Owner
 
-OWNER = weights.cache_owner("m25-cache", "uid-c")
+OWNER = render_cache.cache_owner("m25-cache", "uid-c")
 
 
 def rc(**kw: object):  # type: ignore[no-untyped-def]
@@ -25,12 +25,12 @@ def pod(job: dict) -> dict:
 
 
 def test_claim_is_retained_unless_told_otherwise() -> None:
-    kept = weights.claim(rc(), OWNER)
+    kept = render_cache.claim(rc(), OWNER)
     assert kept is not None and "ownerReferences" not in kept["metadata"]
     assert kept["metadata"]["name"] == "m25-cache-weights"
     assert kept["spec"]["resources"]["requests"]["storage"] == "260Gi"
     assert kept["metadata"]["labels"]["minimax.chatos.io/model"] == "MiniMaxAI.MiniMax-M2.5"
-    owned = weights.claim(rc(storage={"retainOnDelete": False, "size": "300Gi"}), OWNER)
+    owned = render_cache.claim(rc(storage={"retainOnDelete": False, "size": "300Gi"}), OWNER)
     assert owned is not None and owned["metadata"]["ownerReferences"][0] == {
         "apiVersion": "minimax.chatos.io/v1alpha1",
         "kind": "MiniMaxModelCache",
@@ -39,11 +39,11 @@ def test_claim_is_retained_unless_told_otherwise() -> None:
         "controller": True,
         "blockOwnerDeletion": True,
     }
-    assert weights.claim(rc(storage={"existingClaim": "shared"}), OWNER) is None
+    assert render_cache.claim(rc(storage={"existingClaim": "shared"}), OWNER) is None
 
 
 def test_download_goes_into_a_folder_per_commit_and_finds_older_layouts() -> None:
-    c = pod(weights.download_job(rc(revision="v2"), OWNER, OperatorSettings()))["containers"][0]
+    c = pod(render_cache.download_job(rc(revision="v2"), OWNER, OperatorSettings()))["containers"][0]
     args = c["args"]
     assert args[:3] == ["download", "--repo", "MiniMaxAI/MiniMax-M2.5"]
     assert args[args.index("--root") + 1] == "/models"
@@ -53,7 +53,7 @@ def test_download_goes_into_a_folder_per_commit_and_finds_older_layouts() -> Non
 
 
 def test_token_reaches_the_downloader_only_through_a_secret_ref() -> None:
-    job = weights.download_job(rc(download={"tokenSecretRef": {"name": "hf"}}), OWNER, OperatorSettings())
+    job = render_cache.download_job(rc(download={"tokenSecretRef": {"name": "hf"}}), OWNER, OperatorSettings())
     c = pod(job)["containers"][0]
     token = next(e for e in c["env"] if e["name"] == "HF_TOKEN")
     assert token == {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}}
@@ -63,26 +63,26 @@ def test_token_reaches_the_downloader_only_through_a_secret_ref() -> None:
 
 def test_mirror_and_patterns_reach_the_downloader_and_change_the_job() -> None:
     spec = {"endpoint": "https://hf-mirror.com", "allowPatterns": ["*.safetensors", "*.json"]}
-    job = weights.download_job(rc(download=spec), OWNER, OperatorSettings())
+    job = render_cache.download_job(rc(download=spec), OWNER, OperatorSettings())
     c = pod(job)["containers"][0]
     assert {"name": "HF_ENDPOINT", "value": "https://hf-mirror.com"} in c["env"]
     assert c["args"].count("--allow-pattern") == 2
-    assert weights.download_job_name(rc(download=spec), 0) != weights.download_job_name(rc(), 0)
-    assert weights.download_job_name(rc(revision="v2"), 0) != weights.download_job_name(rc(), 0)
-    assert weights.download_job_name(rc(), 1).endswith("-r1")
+    assert render_cache.download_job_name(rc(download=spec), 0) != render_cache.download_job_name(rc(), 0)
+    assert render_cache.download_job_name(rc(revision="v2"), 0) != render_cache.download_job_name(rc(), 0)
+    assert render_cache.download_job_name(rc(), 1).endswith("-r1")
 
 
 def test_server_cache_folders_are_prepared_for_the_images_given() -> None:
-    folder = builders.compile_folder("vllm/vllm-openai:v0.20.2")
+    folder = render_server.compile_folder("vllm/vllm-openai:v0.20.2")
     assert folder == ".server-cache/vllm_vllm-openai_v0.20.2"
-    c = pod(weights.download_job(rc(), OWNER, OperatorSettings(), compile_folders=(folder,)))["containers"][0]
+    c = pod(render_cache.download_job(rc(), OWNER, OperatorSettings(), compile_folders=(folder,)))["containers"][0]
     assert c["args"][c["args"].index("--server-cache") + 1] == "/models/.server-cache/vllm_vllm-openai_v0.20.2"
 
 
 def test_cache_pods_meet_pod_security_restricted() -> None:
     for job in (
-        weights.download_job(rc(), OWNER, OperatorSettings()),
-        weights.prune_job(rc(), OWNER, OperatorSettings(), ["revisions/a/b/" + "0" * 40]),
+        render_cache.download_job(rc(), OWNER, OperatorSettings()),
+        render_cache.prune_job(rc(), OWNER, OperatorSettings(), ["revisions/a/b/" + "0" * 40]),
     ):
         p = pod(job)
         assert p["securityContext"]["runAsNonRoot"] is True
@@ -92,26 +92,26 @@ def test_cache_pods_meet_pod_security_restricted() -> None:
 
 
 def test_cache_pods_join_running_servers_on_a_read_write_once_claim() -> None:
-    alone = pod(weights.download_job(rc(), OWNER, OperatorSettings()))
+    alone = pod(render_cache.download_job(rc(), OWNER, OperatorSettings()))
     assert "affinity" not in alone
-    beside = pod(weights.download_job(rc(), OWNER, OperatorSettings(), beside=("b", "a")))
+    beside = pod(render_cache.download_job(rc(), OWNER, OperatorSettings(), beside=("b", "a")))
     term = beside["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
     assert term["topologyKey"] == "kubernetes.io/hostname"
     assert term["labelSelector"]["matchExpressions"] == [
         {"key": "app.kubernetes.io/instance", "operator": "In", "values": ["a", "b"]}
     ]
     rwx = dataclasses.replace(rc(), access_mode="ReadWriteMany")
-    assert "affinity" not in pod(weights.download_job(rwx, OWNER, OperatorSettings(), beside=("a",)))
+    assert "affinity" not in pod(render_cache.download_job(rwx, OWNER, OperatorSettings(), beside=("a",)))
 
 
 def test_prune_names_each_folder_and_is_owned_by_the_cache() -> None:
     paths = ["revisions/MiniMaxAI/MiniMax-M2.5/" + "a" * 40, "MiniMaxAI/MiniMax-M2.5"]
-    job = weights.prune_job(rc(), OWNER, OperatorSettings(), paths)
+    job = render_cache.prune_job(rc(), OWNER, OperatorSettings(), paths)
     args = pod(job)["containers"][0]["args"]
     assert args[:3] == ["prune", "--root", "/models"]
     assert sorted(args[i + 1] for i, a in enumerate(args) if a == "--path") == sorted(paths)
     assert job["metadata"]["ownerReferences"][0]["kind"] == "MiniMaxModelCache"
-    assert weights.prune_job_name(rc(), paths) == weights.prune_job_name(rc(), list(reversed(paths)))
+    assert render_cache.prune_job_name(rc(), paths) == render_cache.prune_job_name(rc(), list(reversed(paths)))
 
 
 def test_resources_of_the_same_weights_share_one_implicit_cache() -> None:
@@ -153,7 +153,7 @@ def test_the_server_loads_the_caches_verified_commit_from_its_claim() -> None:
         commit="c" * 40,
     )
     r = resolve("m25", "team-a", spec, weights=w)
-    dep = builders.deployment(r, Owner("m25", "u"))
+    dep = render_server.deployment(r, Owner("m25", "u"))
     c = dep["spec"]["template"]["spec"]["containers"][0]
     assert c["args"][0] == "/models/revisions/MiniMaxAI/MiniMax-M2.5/" + "c" * 40
     vols = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
@@ -167,8 +167,8 @@ def test_the_server_loads_the_caches_verified_commit_from_its_claim() -> None:
 def test_a_claim_of_a_release_before_caches_keeps_the_same_server_template() -> None:
     """Upgrade: the adopted claim's folder gives the very pod template the older release wrote."""
     spec = MiniMaxDeploymentSpec.model_validate({"model": "MiniMax-M2.5"})
-    before = builders.deployment(resolve("m25", "team-a", spec), Owner("m25", "u"))
+    before = render_server.deployment(resolve("m25", "team-a", spec), Owner("m25", "u"))
     cache_name, cache_spec = implicit_cache(spec, legacy_claim="m25-weights")
     w = WeightsSource(cache_name, cache_spec, "m25-weights", "ReadWriteOnce", path="MiniMaxAI/MiniMax-M2.5")
-    after = builders.deployment(resolve("m25", "team-a", spec, weights=w), Owner("m25", "u"))
+    after = render_server.deployment(resolve("m25", "team-a", spec, weights=w), Owner("m25", "u"))
     assert after["spec"]["template"] == before["spec"]["template"]

@@ -8,7 +8,7 @@ from minimax_operator.api.names import HASH_ANNOTATION
 from minimax_operator.api.v1alpha1 import MiniMaxDeploymentSpec
 from minimax_operator.model.deployment import resolve
 from minimax_operator.render import chatos
-from minimax_operator.render import server as builders
+from minimax_operator.render import server as render_server
 from minimax_operator.render.meta import Owner, stamp
 
 OWNER = Owner("m25", "uid-1")
@@ -23,16 +23,18 @@ def container(dep: dict) -> dict:
 
 
 def test_gpu_limit_equals_tensor_parallel_size() -> None:
-    c = container(builders.deployment(r(), OWNER))
+    c = container(render_server.deployment(r(), OWNER))
     assert c["resources"]["limits"]["nvidia.com/gpu"] == "4"
     assert c["resources"]["requests"]["nvidia.com/gpu"] == "4"
-    c8 = container(builders.deployment(r(tensorParallelSize=8, expertParallel=True), OWNER))
+    c8 = container(render_server.deployment(r(tensorParallelSize=8, expertParallel=True), OWNER))
     assert c8["resources"]["limits"]["nvidia.com/gpu"] == "8"
     assert "--enable-expert-parallel" in c8["args"]
 
 
 def test_server_command_flags_and_user_args_last() -> None:
-    c = container(builders.deployment(r(maxModelLen=65536, vllm={"extraArgs": ["--enable-prefix-caching"]}), OWNER))
+    c = container(
+        render_server.deployment(r(maxModelLen=65536, vllm={"extraArgs": ["--enable-prefix-caching"]}), OWNER)
+    )
     assert c["command"] == ["vllm", "serve"]
     args = c["args"]
     assert args[:7] == [
@@ -51,19 +53,19 @@ def test_server_command_flags_and_user_args_last() -> None:
 
 
 def test_probes_let_a_huge_checkpoint_load() -> None:
-    c = container(builders.deployment(r(), OWNER))
+    c = container(render_server.deployment(r(), OWNER))
     startup = c["startupProbe"]
     assert startup["httpGet"]["path"] == "/health"
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 3600
     m1 = resolve("x", "ns", MiniMaxDeploymentSpec.model_validate({"model": "MiniMax-M1-80k"}))
-    s1 = container(builders.deployment(m1, OWNER))["startupProbe"]
+    s1 = container(render_server.deployment(m1, OWNER))["startupProbe"]
     assert s1["periodSeconds"] * s1["failureThreshold"] >= 7200
     env = {e["name"]: e.get("value") for e in c["env"]}
     assert env["HF_HUB_OFFLINE"] == "1" and env["VLLM_ENGINE_READY_TIMEOUT_S"] == "3600"
 
 
 def test_weights_mounted_read_only_and_shm_in_memory() -> None:
-    dep = builders.deployment(r(), OWNER)
+    dep = render_server.deployment(r(), OWNER)
     mounts = {m["mountPath"]: m for m in container(dep)["volumeMounts"]}
     assert mounts["/models"] == {"name": "weights", "mountPath": "/models", "readOnly": True}
     assert mounts["/dev/shm"]["name"] == "dshm"
@@ -74,9 +76,9 @@ def test_weights_mounted_read_only_and_shm_in_memory() -> None:
 
 
 def test_server_caches_survive_restarts_on_the_claim_per_vllm_image() -> None:
-    dep = builders.deployment(r(), OWNER)
+    dep = render_server.deployment(r(), OWNER)
     c = container(dep)
-    cache = next(m for m in c["volumeMounts"] if m["mountPath"] == builders.COMPILE_DIR)
+    cache = next(m for m in c["volumeMounts"] if m["mountPath"] == render_server.COMPILE_DIR)
     assert cache == {
         "name": "weights",
         "mountPath": "/var/cache/minimax",
@@ -91,8 +93,8 @@ def test_a_read_only_claim_gets_its_server_cache_in_an_empty_dir() -> None:
     import dataclasses
 
     rox = dataclasses.replace(r(), claim_access_mode="ReadOnlyMany")
-    dep = builders.deployment(rox, OWNER)
-    cache = next(m for m in container(dep)["volumeMounts"] if m["mountPath"] == builders.COMPILE_DIR)
+    dep = render_server.deployment(rox, OWNER)
+    cache = next(m for m in container(dep)["volumeMounts"] if m["mountPath"] == render_server.COMPILE_DIR)
     assert cache == {"name": "server-cache", "mountPath": "/var/cache/minimax"}
     vols = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
     assert vols["weights"]["persistentVolumeClaim"]["readOnly"] is True
@@ -100,12 +102,12 @@ def test_a_read_only_claim_gets_its_server_cache_in_an_empty_dir() -> None:
 
 
 def test_rollout_never_asks_for_extra_gpus() -> None:
-    strategy = builders.deployment(r(), OWNER)["spec"]["strategy"]
+    strategy = render_server.deployment(r(), OWNER)["spec"]["strategy"]
     assert strategy["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
 
 
 def test_server_objects_are_labelled_and_owned() -> None:
-    objs = builders.render_server(r(), OWNER)
+    objs = render_server.render_server(r(), OWNER)
     assert [o["kind"] for o in objs] == ["Deployment", "Service"]
     for o in objs:
         assert o["metadata"]["labels"]["app.kubernetes.io/instance"] == "m25"
@@ -114,9 +116,9 @@ def test_server_objects_are_labelled_and_owned() -> None:
 
 
 def test_hash_is_stable_and_tracks_content() -> None:
-    a = builders.deployment(r(), OWNER)
-    b = builders.deployment(r(), OWNER)
-    c = builders.deployment(r(replicas=2), OWNER)
+    a = render_server.deployment(r(), OWNER)
+    b = render_server.deployment(r(), OWNER)
+    c = render_server.deployment(r(replicas=2), OWNER)
     h = HASH_ANNOTATION
     assert a["metadata"]["annotations"][h] == b["metadata"]["annotations"][h] != c["metadata"]["annotations"][h]
     unstamped = copy.deepcopy(a)
@@ -134,9 +136,9 @@ def test_chatos_entry_has_the_seed_shape() -> None:
 
 
 def test_server_pods_meet_restricted_when_asked_with_a_writable_home() -> None:
-    default = builders.deployment(r(), OWNER)["spec"]["template"]["spec"]
+    default = render_server.deployment(r(), OWNER)["spec"]["template"]["spec"]
     assert "securityContext" not in default
-    pod = builders.deployment(r(vllm={"podSecurity": "restricted"}), OWNER)["spec"]["template"]["spec"]
+    pod = render_server.deployment(r(vllm={"podSecurity": "restricted"}), OWNER)["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 1000
     c = container({"spec": {"template": {"spec": pod}}})
     assert {"name": "HOME", "value": "/home/vllm"} in c["env"]

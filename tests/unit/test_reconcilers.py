@@ -1,0 +1,183 @@
+"""The reconcilers over an in-memory client (tests/harness/fake_client.py): observe, decide, act, and
+the status and Events a user sees, in milliseconds. The end-to-end tests run the same flows on a
+real API server; these pin the steps between."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from minimax_operator.api.names import FINALIZER
+from minimax_operator.api.v1alpha1 import MiniMaxModelCacheSpec
+from minimax_operator.controllers.chatos import Registrar
+from minimax_operator.controllers.deployment import Reconciler
+from minimax_operator.controllers.model_cache import CacheReconciler
+from minimax_operator.controllers.settings import Settings
+from minimax_operator.model.model_cache import resolve_cache
+from minimax_operator.protocol import progress_line
+from minimax_operator.render.model_cache import download_job_name
+from tests.harness.fake_client import FakeKube
+
+NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
+COMMIT = "c" * 40
+
+
+def clock() -> dt.datetime:
+    return NOW
+
+
+def conditions(obj: dict[str, Any] | None) -> dict[str, tuple[str, str]]:
+    assert obj is not None
+    return {c["type"]: (c["status"], c["reason"]) for c in (obj.get("status") or {}).get("conditions") or []}
+
+
+def cache_scene() -> tuple[FakeKube, CacheReconciler]:
+    kube = FakeKube()
+    kube.put(
+        {
+            "apiVersion": "minimax.chatos.io/v1alpha1",
+            "kind": "MiniMaxModelCache",
+            "metadata": {"name": "m25", "finalizers": [FINALIZER]},
+            "spec": {"model": "MiniMax-M2.5"},
+        }
+    )
+    return kube, CacheReconciler(kube, Settings(), clock=clock)  # type: ignore[arg-type]
+
+
+def reconcile_cache(kube: FakeKube, caches: CacheReconciler) -> Any:
+    body = kube.object("MiniMaxModelCache", "m25")
+    assert body is not None
+    return caches.reconcile(body)
+
+
+def test_a_cache_downloads_once_and_then_writes_nothing() -> None:
+    kube, caches = cache_scene()
+    first = reconcile_cache(kube, caches)
+    assert kube.writes == [("status", "MiniMaxModelCache", "m25")] and first.requeue_after == 0
+    assert conditions(kube.object("MiniMaxModelCache", "m25"))["Ready"] == ("Unknown", "Pending")
+
+    kube.writes.clear()
+    created = reconcile_cache(kube, caches)
+    assert ("apply", "PersistentVolumeClaim", "m25-weights") in kube.writes
+    job_name = next(name for verb, kind, name in kube.writes if kind == "Job")
+    assert created.requeue_after == 5  # a refused pod leaves only an Event, which no watch carries
+    assert conditions(kube.object("MiniMaxModelCache", "m25"))["Ready"] == ("False", "Pending")
+
+    labels = {
+        "app.kubernetes.io/instance": "m25",
+        "minimax.chatos.io/cache": "m25",
+        "app.kubernetes.io/component": "weights-download",
+        "job-name": job_name,
+    }
+    pod = {"kind": "Pod", "metadata": {"name": "dl-1", "labels": labels}, "status": {"phase": "Running"}}
+    kube.put(pod)
+    kube.logs["dl-1"] = progress_line(bytesDone=25, bytesTotal=100, revision=COMMIT)
+    running = reconcile_cache(kube, caches)
+    cache = kube.object("MiniMaxModelCache", "m25")
+    assert cache is not None and cache["status"]["download"]["progress"] == "25%"
+    assert cache["status"]["phase"] == "Downloading" and running.requeue_after == 10.0
+
+    result = {"revision": COMMIT, "path": f"revisions/MiniMaxAI/MiniMax-M2.5/{COMMIT}", "bytesTotal": 100}
+    message = {"containerStatuses": [{"state": {"terminated": {"message": json.dumps(result)}}}]}
+    kube.put({**pod, "status": {"phase": "Succeeded", **message}})
+    job = kube.object("Job", job_name)
+    assert job is not None
+    kube.put({**job, "status": {"conditions": [{"type": "Complete", "status": "True"}]}})
+    done = reconcile_cache(kube, caches)
+    cache = kube.object("MiniMaxModelCache", "m25")
+    assert cache is not None and cache["status"]["commit"] == COMMIT and cache["status"]["phase"] == "Ready"
+    assert done.peers_changed, "the cache's users read the verified commit: they must be queued"
+    assert ("Normal", "Downloaded") in [(t, r) for t, r, _ in kube.events]
+
+    kube.writes.clear()
+    kube.events.clear()
+    again = reconcile_cache(kube, caches)
+    assert kube.writes == [] and kube.events == [] and not again.peers_changed, "steady state writes nothing"
+
+
+def test_a_job_of_that_name_that_the_cache_does_not_control_is_never_touched() -> None:
+    kube, caches = cache_scene()
+    reconcile_cache(kube, caches)
+    name = download_job_name(resolve_cache("m25", "ns", MiniMaxModelCacheSpec(model="MiniMax-M2.5")), 0)
+    kube.put({"kind": "Job", "metadata": {"name": name, "labels": {"app": "theirs"}}, "spec": {}})
+    kube.writes.clear()
+    result = reconcile_cache(kube, caches)
+    assert conditions(kube.object("MiniMaxModelCache", "m25"))["Ready"] == ("False", "NameConflict")
+    assert [w for w in kube.writes if w[1] == "Job"] == [] and result.requeue_after == 30
+
+
+def deployment_scene() -> tuple[FakeKube, Reconciler]:
+    kube = FakeKube()
+    kube.put({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "chatos-models"}, "data": {}})
+    kube.put(
+        {
+            "apiVersion": "minimax.chatos.io/v1alpha1",
+            "kind": "MiniMaxDeployment",
+            "metadata": {"name": "m25", "finalizers": [FINALIZER], "creationTimestamp": "2026-11-30T11:00:00Z"},
+            "spec": {"model": "MiniMax-M2.5"},
+        }
+    )
+    registrar = Registrar(kube, frozenset(), False)  # type: ignore[arg-type]
+    return kube, Reconciler(kube, Settings(), registrar, clock=clock)  # type: ignore[arg-type]
+
+
+def reconcile_mmd(kube: FakeKube, deployments: Reconciler) -> Any:
+    body = kube.object("MiniMaxDeployment", "m25")
+    assert body is not None
+    return deployments.reconcile(body)
+
+
+def test_a_server_starts_only_on_verified_weights_and_registers_once_it_serves() -> None:
+    kube, deployments = deployment_scene()
+    reconcile_mmd(kube, deployments)
+    reconcile_mmd(kube, deployments)
+    mmd = kube.object("MiniMaxDeployment", "m25")
+    assert mmd is not None
+    cache_name = mmd["status"]["cache"]
+    assert ("create", "MiniMaxModelCache", cache_name) in kube.writes
+    assert conditions(mmd)["WeightsReady"][0] == "False" and kube.object("Deployment", "m25") is None
+
+    cache = kube.object("MiniMaxModelCache", cache_name)
+    assert cache is not None
+    verified = {
+        "claimName": f"{cache_name}-weights",
+        "accessMode": "ReadWriteOnce",
+        "commit": COMMIT,
+        "path": f"revisions/MiniMaxAI/MiniMax-M2.5/{COMMIT}",
+        "conditions": [{"type": "Ready", "status": "True", "reason": "Downloaded"}],
+    }
+    kube.put({**cache, "status": verified})
+    reconcile_mmd(kube, deployments)
+    dep = kube.object("Deployment", "m25")
+    assert dep is not None and kube.object("Service", "m25") is not None
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][0] == f"/models/revisions/MiniMaxAI/MiniMax-M2.5/{COMMIT}"
+    assert conditions(kube.object("MiniMaxDeployment", "m25"))["ServerReady"] == ("False", "Starting")
+    assert conditions(kube.object("MiniMaxDeployment", "m25"))["Registered"] == ("Unknown", "WaitingForServer")
+
+    kube.put({**dep, "status": {"observedGeneration": dep["metadata"]["generation"], "replicas": 1,
+                                "updatedReplicas": 1, "availableReplicas": 1}})  # fmt: skip
+    reconcile_mmd(kube, deployments)
+    mmd = kube.object("MiniMaxDeployment", "m25")
+    assert mmd is not None and mmd["status"]["phase"] == "Ready"
+    configmap = kube.object("ConfigMap", "chatos-models")
+    assert configmap is not None
+    assert json.loads(configmap["data"]["models.json"])[0]["model_id"] == "MiniMax-M2.5"
+
+    kube.writes.clear()
+    kube.events.clear()
+    reconcile_mmd(kube, deployments)
+    assert kube.writes == [] and kube.events == [], "steady state writes nothing"
+
+
+def test_a_service_someone_else_owns_stops_everything_before_a_cache_exists() -> None:
+    kube, deployments = deployment_scene()
+    kube.put({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "m25"}, "spec": {}})
+    reconcile_mmd(kube, deployments)
+    result = reconcile_mmd(kube, deployments)
+    mmd = kube.object("MiniMaxDeployment", "m25")
+    assert conditions(mmd)["WeightsReady"] == ("False", "NameConflict") and mmd is not None
+    assert mmd["status"]["phase"] == "Failed" and result.requeue_after == 30
+    assert not [w for w in kube.writes if w[1] in ("MiniMaxModelCache", "Service", "Deployment")]
+    assert ("Warning", "NameConflict") in [(t, r) for t, r, _ in kube.events]
