@@ -150,7 +150,6 @@ def test_the_server_loads_the_caches_verified_commit_from_its_claim() -> None:
         claim_name=f"{cache_name}-weights",
         access_mode="ReadWriteMany",
         path="revisions/MiniMaxAI/MiniMax-M2.5/" + "c" * 40,
-        commit="c" * 40,
     )
     r = resolve("m25", "team-a", spec, weights=w)
     dep = render_server.deployment(r, Owner("m25", "u"))

@@ -359,7 +359,6 @@ def _weights_of(cache_name: str, cache: Obj) -> WeightsSource | None:
         claim_name=cs.get("claimName") or storage.existingClaim or f"{cache_name}-weights",
         access_mode=cs.get("accessMode") or (None if storage.existingClaim else storage.accessMode),
         path=cs.get("path"),
-        commit=cs.get("commit"),
     )
 
 

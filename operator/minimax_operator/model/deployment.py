@@ -107,7 +107,6 @@ class WeightsSource:
     access_mode: str | None = None
     #: Folder of the verified commit, relative to the claim's root; None before one is verified.
     path: str | None = None
-    commit: str | None = None
 
 
 def resolve(
