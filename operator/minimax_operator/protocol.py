@@ -22,6 +22,14 @@ VERIFIED = ".minimax-verified.json"
 COMPILE_FOLDER = ".server-cache"
 #: huggingface_hub's home on the claim (hf_xet's chunk cache: a restarted pod resumes from it).
 HF_HOME_FOLDER = ".cache/huggingface"
+#: Where resumable partial files live inside a commit's folder.
+PARTIAL_FOLDER = ".minimax-partial"
+#: Names a repository's listing may never use at the top of a commit's folder: ours.
+RESERVED_NAMES = frozenset({MARKER, VERIFIED, PARTIAL_FOLDER, ".cache"})
+#: A commit id as the Hub gives it (a git sha1).
+COMMIT_PATTERN = r"^[0-9a-f]{40}$"
+#: The longest termination message the kubelet keeps (4096 bytes), less room to spare.
+RESULT_MAX_BYTES = 3800
 #: A commit folder, as prune accepts it: nothing else on the claim is ever removed.
 COMMIT_FOLDER_PATTERN = r"^revisions/[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*/[0-9a-f]{40}$"
 #: Keys of a progress line (the downloader's stdout), as status.download shows them.

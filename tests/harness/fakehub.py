@@ -7,7 +7,7 @@ It answers the calls huggingface_hub's snapshot_download makes, the way the Hub 
   GET  /{repo}/resolve/{rev}/{path}            the bytes, with Range (206) for resumes
 and the Hub's error shapes (X-Error-Code RepoNotFound / RevisionNotFound / GatedRepo, 401
 "Invalid credentials"). Faults for tests: a file served corrupted, a connection cut after
-N bytes, a stall after N bytes, a rate limit per connection. It counts the bytes it serves.
+N bytes, a stall after N bytes, a body longer than listed, a rate limit per connection. It counts the bytes it serves.
 
 Run as a program (`python fakehub.py --repo ORG/NAME ...`) it is the Hub of the cluster with a
 real node: a pod serving generated repositories, with `GET /_stats` (bytes served per repo
@@ -53,6 +53,7 @@ class Faults:
     corrupt: set[str] = field(default_factory=set)
     cut_after: dict[str, int] = field(default_factory=dict)  # path -> bytes, once
     stall_after: dict[str, int] = field(default_factory=dict)  # path -> bytes
+    oversize: dict[str, int] = field(default_factory=dict)  # path -> bytes sent beyond the listed size
     release: threading.Event = field(default_factory=threading.Event)
     bytes_per_second: int = 0  # per connection; 0: as fast as it goes
 
@@ -263,10 +264,11 @@ class _Handler(BaseHTTPRequestHandler):
         if status == 206:
             headers["Content-Range"] = f"bytes {start}-{end}/{f.size}"
         length = max(0, end - start + 1)
+        extra = self.fake.faults.oversize.get(f.path, 0)
         self.send_response(status)
         for k, v in headers.items():
             self.send_header(k, v)
-        self.send_header("Content-Length", str(f.size if self.command == "HEAD" else length))
+        self.send_header("Content-Length", str(f.size if self.command == "HEAD" else length + extra))
         self.end_headers()
         if self.command == "HEAD":
             return
@@ -294,6 +296,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._write(f.path, chunk)
                 sent += len(chunk)
                 remaining -= len(chunk)
+        for _ in range(0, extra, 1 << 20):  # what a hostile or broken server appends
+            self._write(f.path, os.urandom(min(1 << 20, extra)))
 
     def _write(self, path: str, chunk: bytes) -> None:
         if rate := self.fake.faults.bytes_per_second:

@@ -25,6 +25,7 @@ import http.client
 import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -37,7 +38,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..protocol import HF_HOME_FOLDER, MARKER, VERIFIED, commit_folder, progress_line
+from ..protocol import (
+    COMMIT_PATTERN,
+    HF_HOME_FOLDER,
+    MARKER,
+    PARTIAL_FOLDER,
+    RESULT_MAX_BYTES,
+    VERIFIED,
+    commit_folder,
+    progress_line,
+)
+from .paths import UnsafePath, check_commit, check_name, confined, no_links
 
 TERMINATION_LOG = os.environ.get("MINIMAX_TERMINATION_LOG", "/dev/termination-log")
 
@@ -125,7 +136,37 @@ def listing(api: Any, repo: str, revision: str | None) -> tuple[str, list[Remote
         if sha is None and isinstance(lfs, dict):
             sha = lfs.get("sha256")
         files.append(RemoteFile(s.rfilename, int(s.size or 0), sha))
-    return str(info.sha), files
+    return info.sha, files
+
+
+def check_listing(endpoint: str, repo: str, revision: str | None, commit: object, files: list[RemoteFile]) -> str:
+    """Refuse a listing that names a path outside the commit's folder, or a commit that is not the one asked.
+
+    Nothing has been written yet: a hostile or broken mirror costs no byte of the claim.
+    """
+    where = f"{endpoint}'s listing of {repo}"
+    try:
+        check_commit(commit)
+        seen: set[str] = set()
+        for f in files:
+            check_name(f.path)
+            if f.size < 0:
+                raise UnsafePath(f"{f.path!r} has a negative size")
+            if f.path in seen:
+                raise UnsafePath(f"{f.path!r} is listed twice")
+            seen.add(f.path)
+    except UnsafePath as e:
+        raise DownloadError(
+            "UnsafeListing", f"{where}: {e}; nothing was written (check spec.repo and spec.download.endpoint)"
+        ) from e
+    assert isinstance(commit, str)
+    if revision and re.fullmatch(COMMIT_PATTERN, revision) and commit != revision:
+        raise DownloadError(
+            "RevisionMismatch",
+            f"{where}: asked for commit {revision}, answered with commit {commit}; nothing was written "
+            "(a mirror that serves other bytes than asked cannot be trusted: check spec.download.endpoint)",
+        )
+    return commit
 
 
 class Fetcher:
@@ -139,7 +180,7 @@ class Fetcher:
         self._lock = threading.Lock()
 
     def fetch(self, f: RemoteFile) -> None:
-        final = self.dest / f.path
+        final = confined(self.dest, f.path)
         if final.is_file() and final.stat().st_size == f.size:
             return  # verify() checks its hash (once per revision)
         url = f"{self.api.endpoint.rstrip('/')}/{self.repo}/resolve/{self.commit}/{urllib.parse.quote(f.path)}"
@@ -178,7 +219,7 @@ class Fetcher:
         )
 
     def _fetch_http(self, url: str, f: RemoteFile, final: Path) -> None:
-        part = self.dest / ".minimax-partial" / f"{f.path}.part"
+        part = confined(no_links(self.dest, PARTIAL_FOLDER), f"{f.path}.part")
         part.parent.mkdir(parents=True, exist_ok=True)
         offset = part.stat().st_size if part.exists() else 0
         if offset > f.size:
@@ -189,6 +230,8 @@ class Fetcher:
             with part.open("rb") as existing:
                 while chunk := existing.read(8 << 20):
                     digest.update(chunk)
+        if not part.exists():
+            part.touch()  # an empty file is complete as it is
         if offset < f.size:
             request = urllib.request.Request(url, headers={"User-Agent": "minimax-operator-download"})
             if offset:
@@ -201,10 +244,18 @@ class Fetcher:
                     digest = hashlib.sha256()
                     out.truncate(0)
                 out.seek(offset)
-                while chunk := resp.read1(4 << 20):  # what has arrived: a stall loses nothing
+                # Never more than the listing gives: a body longer than announced (or endless) fills
+                # no disk. What has arrived is written at once: a stall loses nothing.
+                remaining = f.size - offset
+                while remaining > 0 and (chunk := resp.read1(min(4 << 20, remaining))):
                     out.write(chunk)
+                    remaining -= len(chunk)
                     if f.sha256:
                         digest.update(chunk)
+                if remaining == 0 and resp.read1(1):
+                    raise DownloadError(
+                        "SizeMismatch", f"{f.path}: the server sends more than the {f.size} bytes its listing gives"
+                    )
         size = part.stat().st_size
         if size != f.size:
             raise http.client.IncompleteRead(b"", f.size - size)
@@ -237,11 +288,11 @@ def verify(dest: Path, files: list[RemoteFile], streamed: dict[str, str] | None 
     except (OSError, ValueError):
         cache = {}
     for path, sha in (streamed or {}).items():
-        st = (dest / path).stat()
+        st = confined(dest, path).stat()
         cache[path] = f"{st.st_size}:{st.st_mtime_ns}:{sha}"
     problems = []
     for f in files:
-        p = dest / f.path
+        p = confined(dest, f.path)
         if not p.is_file():
             problems.append(f"{f.path} is missing")
             continue
@@ -311,7 +362,11 @@ def verified_folders(root: Path, repo: str, legacy_dir: str | None) -> list[dict
     candidates = [legacy_dir] if legacy_dir else []
     revisions = root / "revisions" / repo
     if revisions.is_dir():
-        candidates += [f"revisions/{repo}/{p.name}" for p in sorted(revisions.iterdir()) if p.is_dir()]
+        candidates += [
+            f"revisions/{repo}/{p.name}"
+            for p in sorted(revisions.iterdir())
+            if p.is_dir() and not p.is_symlink() and re.fullmatch(COMMIT_PATTERN, p.name)
+        ]
     for rel in candidates:
         try:
             marker = json.loads((root / rel / MARKER).read_text())
@@ -389,7 +444,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     token = os.environ.get("HF_TOKEN") or None
     api = HfApi(endpoint=args.endpoint, token=token)
-    commit, all_files = listing(api, args.repo, args.revision)
+    raw_commit, all_files = listing(api, args.repo, args.revision)
+    commit = check_listing(str(api.endpoint), args.repo, args.revision, raw_commit, all_files)
     files = _selected(all_files, args.allow_pattern)
     if not files:
         raise DownloadError("NoFiles", f"no file of {args.repo} matches spec.download.allowPatterns")
@@ -403,7 +459,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.legacy_dir and _already_complete(root / args.legacy_dir, commit, files):
             # Filled by a release before model caches: adopted where it is, not downloaded again.
             return {**result, "path": args.legacy_dir, "skipped": True}
-        dest = root / rel
+        try:
+            dest = no_links(root, rel)
+        except UnsafePath as e:
+            raise DownloadError("UnsafeClaim", f"{e}: the claim was changed by hand; nothing was written") from e
         result["path"] = rel
         kept = [f for f in found if f["path"] != rel]
         hf_home = root / HF_HOME_FOLDER
@@ -442,9 +501,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {**result, "seconds": round(time.monotonic() - started, 1)}
 
 
+def result_line(payload: dict[str, Any]) -> str:
+    """One JSON line that fits the termination message (the kubelet keeps 4096 bytes): a long
+    message is cut and the list of folders found is shortened, never the line as a whole."""
+    payload = dict(payload)
+    if isinstance(payload.get("message"), str) and len(payload["message"]) > 1500:
+        payload["message"] = payload["message"][:1500] + "..."
+    line = json.dumps(payload)
+    while len(line.encode()) > RESULT_MAX_BYTES and payload.get("found"):
+        payload["found"] = payload["found"][:-1]
+        line = json.dumps(payload)
+    return line
+
+
 def terminate(payload: dict[str, Any]) -> None:
     """The result or the failure, as one JSON line on stdout and in the termination message."""
-    line = json.dumps(payload)
+    line = result_line(payload)
     print(line, flush=True)
     try:
         with open(TERMINATION_LOG, "w") as f:
