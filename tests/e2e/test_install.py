@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,17 @@ def test_operator_cannot_read_secrets_or_write_outside_its_resources(cluster: Cl
     assert not can("delete", "persistentvolumeclaims", "-n", "default")  # weights are never deleted by it
     assert not can("create", "namespaces")
     assert not can("*", "*")
+
+
+def test_a_lease_namespace_that_does_not_exist_is_said_at_once(operator_kubeconfig: Path) -> None:
+    """Started outside a cluster with leader election on and no such namespace: an error naming
+    what to do, not a retry loop logging 404 every 30 s."""
+    missing = f"no-such-{secrets.token_hex(3)}"
+    args = [sys.executable, "-m", "minimax_operator", "run", "--kubeconfig", str(operator_kubeconfig)]
+    args += ["--leader-election-namespace", missing, "--metrics-port", "0", "--health-port", "0"]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"kubectl create namespace {missing}" in proc.stderr and "--no-leader-elect" in proc.stderr
 
 
 def test_namespaced_install_sees_only_its_namespaces(cluster: Cluster, tmp_path: Path) -> None:

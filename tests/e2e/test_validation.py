@@ -31,6 +31,10 @@ BAD_SPECS = [
     ({"model": "MiniMax-M2.5", "chatos": {"key": "bad key"}}, "spec.chatos.key"),
     ({"model": "MiniMax-M2.5", "gpuMemoryUtilization": 1.5}, "spec.gpuMemoryUtilization"),
     ({"model": "MiniMax-M2.5", "storage": {"accessMode": "ReadOnlyMany"}}, "spec.storage.accessMode"),
+    ({"model": "MiniMax-M2.5", "storage": {"size": "0Gi"}}, "spec.storage.size"),
+    ({"model": "MiniMax-M2.5", "vllm": {"shmSize": "0"}}, "spec.vllm.shmSize"),
+    ({"model": "MiniMax-M2.5", "vllm": {"env": [{"name": "HF_HUB_OFFLINE", "value": "0"}]}}, "spec.vllm.env"),
+    ({"model": "MiniMax-M2.5", "vllm": {"env": [{"name": "1BAD=NAME", "value": "x"}]}}, "spec.vllm.env[0].name"),
 ]
 
 

@@ -175,3 +175,32 @@ def test_a_result_always_fits_the_termination_message(message: str, found: list[
     assert len(line.encode()) <= RESULT_MAX_BYTES
     parsed = json.loads(line)
     assert parsed["reason"] == "X" and parsed["path"] == "p"
+
+
+# ---- prune -------------------------------------------------------------------------------------
+
+
+def test_prune_never_follows_a_symlink_nor_trusts_a_marker_of_the_wrong_shape(tmp_path: Path) -> None:
+    from minimax_operator.download.job import DownloadError
+    from minimax_operator.download.prune import prune
+
+    root = tmp_path / "claim"
+    other = root / "revisions" / "o" / "other" / ("b" * 40)
+    other.mkdir(parents=True)
+    (other / "w.safetensors").write_bytes(b"another model's")
+    (other / MARKER).write_text(json.dumps({"revision": "b" * 40, "files": ["w.safetensors"]}))
+    link = root / "revisions" / "o" / "n" / ("a" * 40)
+    link.parent.mkdir(parents=True)
+    link.symlink_to(other)
+    with pytest.raises(DownloadError) as e:
+        prune(root, f"revisions/o/n/{'a' * 40}")
+    assert e.value.reason == "InvalidPath" and (other / "w.safetensors").exists()
+
+    for marker in ('{"files": "abc"}', "[1, 2]", '{"files": [1]}'):
+        legacy = root / "legacy" / "m"
+        legacy.mkdir(parents=True, exist_ok=True)
+        (legacy / "a").write_text("kept")
+        (legacy / MARKER).write_text(marker)
+        with pytest.raises(DownloadError) as e:
+            prune(root, "legacy/m")
+        assert e.value.reason == "NotAModelFolder" and (legacy / "a").exists(), marker

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from minimax_operator.api.flags import OWNED_LONG, OWNED_SHORT, owned_flag
+from minimax_operator.api.flags import OWNED_ENV, OWNED_LONG, OWNED_SHORT, owned_flag
 from minimax_operator.api.v1alpha1 import MiniMaxDeploymentSpec, MiniMaxModelCacheSpec
 from minimax_operator.model.deployment import check_storage, resolve
 from minimax_operator.model.errors import LayoutError
@@ -186,3 +186,27 @@ def test_only_a_controller_reference_or_the_claims_labels_make_an_object_ours() 
     assert not ours(obj({**retained, "minimax.chatos.io/model": "org.other"}), CACHE_OWNER, want_pvc)
     assert not ours(obj({**retained, "minimax.chatos.io/cache": "another"}), CACHE_OWNER, want_pvc)
     assert not ours(obj({"app": "postgres"}), CACHE_OWNER, want_pvc)
+
+
+@pytest.mark.parametrize("name", sorted(OWNED_ENV))
+def test_env_the_operator_sets_cannot_be_overridden(name: str) -> None:
+    with pytest.raises(ValueError, match=f"env {name} is set by the operator"):
+        spec(vllm={"env": [{"name": name, "value": "x"}]})
+    r = resolve("m", "ns", spec())
+    rendered = {
+        e["name"] for e in render_server.deployment(r, OWNER)["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert name in rendered, "every owned name is one the server's container really gets"
+
+
+@pytest.mark.parametrize("size", ["0", "0Gi", "0.0Ti", "00"])
+def test_a_zero_size_is_refused(size: str) -> None:
+    with pytest.raises(ValueError, match="should match pattern"):
+        spec(storage={"size": size})
+    with pytest.raises(ValueError, match="should match pattern"):
+        spec(vllm={"shmSize": size})
+
+
+@pytest.mark.parametrize("size", ["1", "0.5Gi", "260Gi", "1.5Ti", "10M"])
+def test_positive_sizes_pass(size: str) -> None:
+    assert spec(storage={"size": size}).storage.size == size

@@ -55,6 +55,27 @@ OWNED_SHORT: dict[str, str] = {
 }
 
 
+#: Environment variables of the vLLM container the operator owns, and why: a user's entry of the
+#: same name would come later in the list, and the last one wins.
+OWNED_ENV: dict[str, str] = {
+    "HF_HUB_OFFLINE": "the server loads only the verified weights on the claim, never from the Hub",
+    "VLLM_ENGINE_READY_TIMEOUT_S": "spec.vllm.startupTimeoutSeconds",
+    "VLLM_NO_USAGE_STATS": "no usage reports leave the cluster",
+    "XDG_CACHE_HOME": "the compile cache lives on the claim, per vLLM image",
+    "TRITON_CACHE_DIR": "the compile cache lives on the claim, per vLLM image",
+    "FLASHINFER_WORKSPACE_BASE": "the compile cache lives on the claim, per vLLM image",
+}
+
+
+def env_cel_rule() -> str:
+    names = "[" + ", ".join(f"'{n}'" for n in OWNED_ENV) + "]"
+    return f"!has(self.env) || self.env.all(e, !(e.name in {names}))"
+
+
+def env_cel_message() -> str:
+    return "env must not set a variable the operator owns: " + ", ".join(OWNED_ENV)
+
+
 def owned_flag(arg: str) -> str | None:
     """The owned long flag that `arg` would set in vLLM, or None."""
     if not arg.startswith("-") or len(arg) < 2 or arg[1].isdigit():

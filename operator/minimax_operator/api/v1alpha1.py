@@ -26,6 +26,10 @@ NAME_RULE_MESSAGE = (
     "write minimax-m2-5, not minimax-m2.5"
 )
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
+#: A quantity greater than zero (a zero-sized claim or /dev/shm can only fail later).
+POSITIVE_QUANTITY = r"^([0-9]*[1-9][0-9]*(\.[0-9]+)?|[0-9]+\.[0-9]*[1-9][0-9]*)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
+#: An environment variable's name, as the API server has long required it.
+ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
@@ -64,7 +68,7 @@ class SecretKeyRef(_Model):
 class EnvVar(_Model):
     """An environment variable for the vLLM container, as in a Pod spec."""
 
-    name: str = Field(min_length=1, max_length=256, description="Variable name.")
+    name: str = Field(min_length=1, max_length=256, pattern=ENV_NAME, description="Variable name.")
     value: str | None = Field(default=None, description="Literal value.")
     valueFrom: dict[str, Any] | None = Field(
         default=None,
@@ -99,6 +103,7 @@ class VLLMSpec(_Model):
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel(flags.cel_rule(), flags.cel_message(), ".extraArgs"),
+                cel(flags.env_cel_rule(), flags.env_cel_message(), ".env"),
                 cel(
                     "!has(self.resources) || ("
                     "(!has(self.resources.limits) || !self.resources.limits.exists(k, k.endsWith('/gpu'))) && "
@@ -122,6 +127,15 @@ class VLLMSpec(_Model):
     )
     env: list[EnvVar] = Field(default_factory=list, max_length=64, description="Extra environment variables.")
 
+    @field_validator("env")
+    @classmethod
+    def _no_owned_env(cls, env: list[EnvVar]) -> list[EnvVar]:
+        """The CRD's rule, again: for render and for objects stored before the rule existed."""
+        for e in env:
+            if e.name in flags.OWNED_ENV:
+                raise ValueError(f"env {e.name} is set by the operator ({flags.OWNED_ENV[e.name]})")
+        return env
+
     @field_validator("extraArgs")
     @classmethod
     def _no_owned_flags(cls, args: list[str]) -> list[str]:
@@ -139,7 +153,7 @@ class VLLMSpec(_Model):
         description="Tolerations, added to the default toleration of the GPU resource's taint.",
     )
     podAnnotations: dict[str, str] = Field(default_factory=dict, description="Annotations on the server pods.")
-    shmSize: str = Field(default="16Gi", pattern=QUANTITY, description="Size of /dev/shm (memory-backed).")
+    shmSize: str = Field(default="16Gi", pattern=POSITIVE_QUANTITY, description="Size of /dev/shm (memory-backed).")
     podSecurity: Literal["baseline", "restricted"] = Field(
         default="baseline",
         description="Pod Security level the server pods meet. baseline: the image's own user (root in the upstream "
@@ -173,7 +187,7 @@ class StorageSpec(_Model):
 
     size: str | None = Field(
         default=None,
-        pattern=QUANTITY,
+        pattern=POSITIVE_QUANTITY,
         description="PVC size. Defaults to the checkpoint's size plus 20% headroom.",
     )
     storageClassName: str | None = Field(default=None, max_length=253, description="Storage class of the PVC.")

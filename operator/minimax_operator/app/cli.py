@@ -144,7 +144,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..controllers.settings import Settings
     from ..runtime.client import load_client
     from ..runtime.health import serve_health
-    from ..runtime.leader import Elector, default_namespace
+    from ..runtime.leader import Elector, LeaseNamespaceMissing, default_namespace
     from .kopf_handlers import register
     from .operator import build
 
@@ -182,6 +182,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.health_port:
         serve_health(args.health_port, lambda: "leader" if elector is None or elector.leading.is_set() else "follower")
     if elector:
+        try:
+            elector.check()
+        except LeaseNamespaceMissing as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         elector.start()
         waited = 0
         while not elector.leading.wait(1.0):  # a follower only waits; SIGTERM ends it as it is

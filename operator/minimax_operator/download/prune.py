@@ -14,8 +14,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from ..protocol import COMMIT_FOLDER_PATTERN, MARKER, VERIFIED
+from ..protocol import COMMIT_FOLDER_PATTERN, MARKER, PARTIAL_FOLDER, VERIFIED
 from .job import DownloadError, terminate
+from .paths import UnsafePath, check_name, confined, no_links
 
 _COMMIT_FOLDER = re.compile(COMMIT_FOLDER_PATTERN)
 
@@ -23,14 +24,16 @@ _COMMIT_FOLDER = re.compile(COMMIT_FOLDER_PATTERN)
 def prune(root: Path, rel: str) -> int:
     """Remove one verified folder the operator says no server uses; returns the bytes freed.
 
-    Only folders that carry our completion marker, inside the claim: a commit folder
-    (`revisions/ORG/NAME/COMMIT`) goes whole; a folder of a release before model caches
-    loses only the files its marker lists (anything a person put beside them stays).
+    Only folders that carry our completion marker, inside the claim, reached without a
+    symbolic link: a commit folder (`revisions/ORG/NAME/COMMIT`) goes whole; a folder of a
+    release before model caches loses only the files its marker lists (anything a person
+    put beside them stays). A marker of the wrong shape leaves the folder alone.
     """
-    base = root.resolve()
-    folder = (root / rel).resolve()
-    if base not in folder.parents:
-        raise DownloadError("InvalidPath", f"{rel} is not inside {root}")
+    try:
+        check_name(rel)
+        folder = no_links(root, rel)
+    except UnsafePath as e:
+        raise DownloadError("InvalidPath", f"{rel} is not a folder inside the claim that prune may remove: {e}") from e
     marker_path = folder / MARKER
     if not folder.is_dir():
         return 0  # gone already: pruning is idempotent
@@ -38,25 +41,32 @@ def prune(root: Path, rel: str) -> int:
         marker = json.loads(marker_path.read_text())
     except (OSError, ValueError):
         raise DownloadError("NotAModelFolder", f"{rel} has no completion marker: left alone") from None
+    files = marker.get("files", []) if isinstance(marker, dict) else None
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        raise DownloadError("NotAModelFolder", f"{rel} has a completion marker of the wrong shape: left alone")
     freed = 0
     if _COMMIT_FOLDER.match(rel):
         for p in folder.rglob("*"):
+            if p.is_file() and not p.is_symlink():
+                freed += p.stat().st_size
+        shutil.rmtree(folder)  # removes symbolic links inside, never what they point at
+    else:
+        for name in [*files, VERIFIED]:
+            try:
+                p = confined(folder, name)
+            except UnsafePath:
+                continue  # a name no download of ours wrote: left alone
             if p.is_file():
                 freed += p.stat().st_size
-        shutil.rmtree(folder)
-    else:
-        for name in [*marker.get("files", []), VERIFIED]:
-            p = (folder / name).resolve()
-            if folder in p.parents and p.is_file():
-                freed += p.stat().st_size
                 p.unlink()
-        shutil.rmtree(folder / ".minimax-partial", ignore_errors=True)
+        shutil.rmtree(folder / PARTIAL_FOLDER, ignore_errors=True)
         marker_path.unlink()
         for d in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
             with contextlib.suppress(OSError):
                 d.rmdir()  # only empty ones
         with contextlib.suppress(OSError):
             folder.rmdir()
+    base = root
     parent = folder.parent
     while parent != base and base in parent.parents:
         try:

@@ -41,6 +41,10 @@ def default_namespace() -> str:
         return "minimax-system"
 
 
+class LeaseNamespaceMissing(Exception):
+    """The Lease's namespace does not exist: no replica could ever lead."""
+
+
 class _Lock(LeaseLock):
     """The library's Lease lock, which writes nothing once closed (after release, before exit)."""
 
@@ -73,6 +77,23 @@ class Elector:
         self._config = electionconfig.Config(
             lock, lease_duration, renew_deadline, retry_period, self._started, self._stopped
         )
+
+    def check(self) -> None:
+        """Refuse at once a Lease that can never be taken: its namespace does not exist.
+
+        Otherwise the campaign would retry for ever, saying only "404" every 30 s (seen when the
+        operator runs outside a cluster without the minimax-system namespace).
+        """
+        try:
+            client.CoreV1Api().read_namespace(self.namespace)
+        except ApiException as e:
+            if e.status == 404:
+                raise LeaseNamespaceMissing(
+                    f"the leader-election Lease {self.name} lives in namespace {self.namespace}, which does not "
+                    f"exist: create it (kubectl create namespace {self.namespace}), choose another with "
+                    "--leader-election-namespace, or run a single replica with --no-leader-elect"
+                ) from e
+            # 403 and others: the campaign itself will say what is wrong
 
     def start(self) -> None:
         log.info("campaigning for Lease %s/%s as %s", self.namespace, self.name, self.identity)
