@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hyp
 
 from minimax_operator.render import chatos
 
@@ -86,3 +88,97 @@ def test_owners_annotation_round_trip_and_validation() -> None:
     assert chatos.parse_owners(chatos.dump_owners({"b": "x/y", "a": "z/w"})) == {"a": "z/w", "b": "x/y"}
     with pytest.raises(chatos.ChatOSConfigError):
         chatos.parse_owners("[1, 2]")
+
+
+# ---- edited in place, never rewritten --------------------------------------------------------
+
+OURS = {**ENTRY, "base_url": "http://m25.a.svc.cluster.local:8000"}
+
+
+def test_a_persons_entry_of_our_model_id_survives_delete_and_rename() -> None:
+    text, owners = chatos.upsert("[]", {}, OURS, "a/m25")
+    theirs = {
+        "name": "M2.5 via the API",
+        "provider": "minimax",
+        "base_url": "https://api.minimax.io",
+        "model_id": OURS["model_id"],
+    }
+    assert text is not None
+    doc = [theirs, *json.loads(text)]  # a person adds theirs, same model_id, above ours
+    renamed, _ = chatos.upsert(json.dumps(doc), owners, {**OURS, "model_id": "m25-fast"}, "a/m25")
+    assert renamed is not None and json.loads(renamed) == [theirs, {**OURS, "model_id": "m25-fast"}]
+    text3, _ = chatos.upsert(json.dumps(doc), owners, {**OURS, "name": "New name"}, "a/m25")
+    assert text3 is not None and json.loads(text3) == [theirs, {**OURS, "name": "New name"}]
+    removed, _ = chatos.remove(json.dumps(doc), owners, "a/m25")
+    assert removed is not None and json.loads(removed) == [theirs]
+
+
+def test_the_files_style_and_key_order_are_kept() -> None:
+    compact = json.dumps([HAND], separators=(",", ":"))
+    text, _ = chatos.upsert(compact, {}, OURS, "a/m25")
+    assert text is not None and "\n" not in text.strip() and text.startswith(compact[:-1])
+    four = json.dumps({"z": 1, "models": [HAND], "a": 2}, indent=4)
+    text, _ = chatos.upsert(four, {}, OURS, "a/m25")
+    assert text is not None and '\n    "z": 1' in text and list(json.loads(text)) == ["z", "models", "a"]
+
+
+@pytest.mark.parametrize(
+    ("bad", "says"),
+    [
+        ('[{"model_id": "x", "max": 1e400}]', "Infinity"),
+        ('[{"model_id": "x", "t": NaN}]', "NaN is not JSON"),
+        ('[{"model_id": "x", "model_id": "y"}]', "appears twice"),
+        ("[" * 5000 + "]" * 5000, "nests deeper"),
+    ],
+)
+def test_what_cannot_be_kept_exactly_is_refused_and_changes_nothing(bad: str, says: str) -> None:
+    with pytest.raises(chatos.ChatOSConfigError, match=says):
+        chatos.upsert(bad, {}, OURS, "a/m25")
+    with pytest.raises(chatos.ChatOSConfigError, match=says):
+        chatos.remove(bad, {"MiniMax-M2.5": "a/m25"}, "a/m25")
+
+
+def test_a_write_past_what_a_configmap_holds_is_refused() -> None:
+    """A compact file near the limit, as a person keeps it: re-indenting it would pass 1 MiB."""
+    entries = [{"model_id": f"m{i}", "notes": "x" * 900} for i in range(1000)]
+    compact = json.dumps(entries, separators=(",", ":"))
+    assert len(compact) < chatos.CONFIGMAP_MAX_BYTES
+    text, _ = chatos.upsert(compact, {}, OURS, "a/m25")  # kept compact: it fits
+    assert text is not None and len(text) < chatos.CONFIGMAP_MAX_BYTES
+    full = json.dumps([{**e, "notes": "x" * 975} for e in entries], separators=(",", ":"))
+    assert len(full) < chatos.CONFIGMAP_MAX_BYTES  # a ConfigMap that exists holds it
+    with pytest.raises(chatos.ChatOSConfigError, match="1 MiB"):
+        chatos.upsert(full, {}, OURS, "a/m25")
+
+
+JSON_SCALARS = hyp.one_of(
+    hyp.none(), hyp.booleans(), hyp.integers(), hyp.floats(allow_nan=False, allow_infinity=False), hyp.text(max_size=8)
+)
+HAND_ENTRIES = hyp.lists(
+    hyp.dictionaries(
+        hyp.text(min_size=1, max_size=6),
+        hyp.recursive(
+            JSON_SCALARS,
+            lambda c: hyp.lists(c, max_size=3) | hyp.dictionaries(hyp.text(max_size=4), c, max_size=3),
+            max_leaves=6,
+        ),
+        max_size=4,
+    ),
+    max_size=5,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(hand=HAND_ENTRIES, indent=hyp.sampled_from([None, 2, 4]), wrapped=hyp.booleans())
+def test_register_then_unregister_gives_back_every_hand_written_entry(
+    hand: list[dict[str, object]], indent: int | None, wrapped: bool
+) -> None:
+    hand = [e for e in hand if e.get("model_id") != OURS["model_id"]]
+    doc: object = {"version": 1, "models": hand} if wrapped else hand
+    start = json.dumps(doc, indent=indent, separators=(",", ":") if indent is None else None)
+    text, owners = chatos.upsert(start, {}, OURS, "a/m25")
+    assert text is not None
+    back, left = chatos.remove(text, owners, "a/m25")
+    assert back is not None and left == {}
+    assert json.loads(back) == json.loads(start)
+    assert [list(e) for e in chatos._entries(json.loads(back), "k")] == [list(e) for e in hand]  # key order

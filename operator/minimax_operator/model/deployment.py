@@ -22,6 +22,11 @@ from .errors import LayoutError
 from .model_cache import GB, GIB, storage_size
 
 
+def server_root(service: str, namespace: str) -> str:
+    """The URL of a resource's server inside the cluster (its Service, port 8000)."""
+    return f"http://{service}.{namespace}.svc.cluster.local:8000"
+
+
 @dataclass(frozen=True)
 class Resolved:
     """Effective settings of one MiniMaxDeployment."""
@@ -68,7 +73,7 @@ class Resolved:
     @property
     def base_url(self) -> str:
         """Server root, as ChatOS wants it (it appends the OpenAI path itself)."""
-        return f"http://{self.service_name}.{self.namespace}.svc.cluster.local:8000"
+        return server_root(self.service_name, self.namespace)
 
     @property
     def endpoint(self) -> str:

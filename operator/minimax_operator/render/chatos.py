@@ -2,19 +2,24 @@
 
 The ConfigMap is shared: people edit it by hand, other resources register in
 it. So these pure functions change exactly one entry, keep the document's shape
-(a top-level list, or an object with a `models` list and other keys), keep
-unknown fields, and refuse text that is not valid JSON rather than replace it.
-Which entries the operator owns is recorded in an annotation on the ConfigMap
-(model_id -> namespace/name), not in the entries, so ChatOS sees clean entries.
+(a top-level list, or an object with a `models` list and other keys), its key order,
+its indentation (or compactness), and unknown fields, and refuse rather than rewrite
+text they cannot keep exactly: invalid JSON, duplicate keys, numbers JSON cannot carry
+(1e400, NaN), nesting deeper than any models.json needs, or a result past the 1 MiB a
+ConfigMap holds. Which entries the operator owns is recorded in an annotation on the
+ConfigMap (model_id -> namespace/name), not in the entries, so ChatOS sees clean
+entries; of several entries with one model_id, the operator's is the one that points
+at its server (a person's entry of the same model_id is never touched).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from ..api.names import OWNERS_ANNOTATION
-from ..model.deployment import Resolved
+from ..model.deployment import Resolved, server_root
 
 Obj = dict[str, Any]
 
@@ -53,6 +58,12 @@ def dump_owners(owners: dict[str, str]) -> str:
     return json.dumps(dict(sorted(owners.items())), separators=(",", ":"))
 
 
+#: What a ConfigMap holds in all (the API server refuses more); the text must leave room for the rest.
+CONFIGMAP_MAX_BYTES = 1 << 20
+#: Deeper nesting than this is no models.json (and would exhaust the parser's recursion).
+MAX_DEPTH = 64
+
+
 def _entries(doc: Any, key: str) -> list[Any]:
     if isinstance(doc, list):
         return doc
@@ -63,17 +74,101 @@ def _entries(doc: Any, key: str) -> list[Any]:
     raise ChatOSConfigError(f"{key} must hold a JSON list of models or an object with a 'models' list")
 
 
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ChatOSConfigError(f"the key {k!r} appears twice in one object: one of them would be lost")
+        out[k] = v
+    return out
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ChatOSConfigError(f"the number {text[:40]} cannot be written back as JSON: it would become Infinity")
+    return value
+
+
+def _constant(name: str) -> Any:
+    raise ChatOSConfigError(f"{name} is not JSON (strict readers refuse it)")
+
+
 def _load(text: str | None, key: str) -> Any:
     if text is None or not text.strip():
         return []
+    if _nesting(text) > MAX_DEPTH:
+        raise ChatOSConfigError(f"{key} nests deeper than {MAX_DEPTH} levels: that is no models.json")
     try:
-        return json.loads(text)
+        doc = json.loads(text, object_pairs_hook=_no_duplicates, parse_float=_finite, parse_constant=_constant)
     except json.JSONDecodeError as e:
         raise ChatOSConfigError(f"{key} is not valid JSON (line {e.lineno}, column {e.colno}): {e.msg}") from e
+    except ChatOSConfigError as e:
+        raise ChatOSConfigError(f"{key}: {e}") from e
+    except RecursionError as e:
+        raise ChatOSConfigError(f"{key} nests too deeply to be edited safely") from e
+    return doc
 
 
-def _dump(doc: Any) -> str:
-    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+def _nesting(text: str) -> int:
+    """How deep brackets nest, outside strings (a cheap scan before the parser recurses)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for c in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == '"':
+                in_string = False
+        elif c == '"':
+            in_string = True
+        elif c in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "]}":
+            depth -= 1
+    return deepest
+
+
+def _style(text: str | None) -> int | None:
+    """The document's indentation: None for compact text, else the first indented line's spaces."""
+    if text is None or not text.strip():
+        return 2
+    for line in text.splitlines()[1:]:
+        stripped = line.lstrip(" ")
+        if stripped and len(stripped) < len(line):
+            return len(line) - len(stripped)
+    return None if "\n" not in text.strip() else 2
+
+
+def _dump(doc: Any, indent: int | None, key: str) -> str:
+    if indent is None:
+        text = json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n"
+    else:
+        text = json.dumps(doc, indent=indent, ensure_ascii=False) + "\n"
+    if len(text.encode()) > CONFIGMAP_MAX_BYTES - 64 * 1024:
+        raise ChatOSConfigError(
+            f"{key} would grow to {len(text.encode())} bytes, past what a ConfigMap holds (1 MiB): nothing was written"
+        )
+    return text
+
+
+def _mine(entries: list[Any], model_id: str, base_url: str) -> list[int]:
+    """Indexes of the operator's entries of `model_id`: those pointing at its server; when none
+    does, the only entry of that model_id (ours, its base_url edited by hand); never one of several."""
+    same = [i for i, e in enumerate(entries) if isinstance(e, dict) and e.get("model_id") == model_id]
+    pointing = [i for i in same if entries[i].get("base_url") == base_url]
+    if pointing:
+        return pointing[:1]
+    return same if len(same) == 1 else []
+
+
+def owner_url(owner: str) -> str:
+    """The server root of the resource `namespace/name` (where its entry points)."""
+    namespace, _, name = owner.partition("/")
+    return server_root(name, namespace)
 
 
 def upsert(
@@ -87,45 +182,53 @@ def upsert(
     entries = _entries(doc, key)
     model_id = entry["model_id"]
     holder = owners.get(model_id)
-    existing = [i for i, e in enumerate(entries) if isinstance(e, dict) and e.get("model_id") == model_id]
     if holder not in (None, owner):
         raise ModelIdTaken(f"model_id {model_id!r} in {key} is registered by MiniMaxDeployment {holder}")
+    existing = [i for i, e in enumerate(entries) if isinstance(e, dict) and e.get("model_id") == model_id]
     if holder is None and existing:
         raise ModelIdTaken(f"model_id {model_id!r} in {key} is an entry the operator did not write; rename one of them")
     new_owners = dict(owners)
     # Entries this owner registered under an older model_id (servedModelName changed).
+    url = owner_url(owner)
     stale = {m for m, o in owners.items() if o == owner and m != model_id}
-    kept = [e for e in entries if not (isinstance(e, dict) and e.get("model_id") in stale)]
+    drop = {i for m in stale for i in _mine(entries, m, url)}
     for m in stale:
         del new_owners[m]
-    if existing:
-        i = kept.index(entries[existing[0]])
-        kept[i] = {**kept[i], **entry}  # unknown fields a person added to our entry survive
-    else:
+    ours = _mine(entries, model_id, entry.get("base_url", url)) if holder == owner else []
+    kept = []
+    for i, e in enumerate(entries):
+        if i in drop:
+            continue
+        if ours and i == ours[0]:
+            e = {**e, **entry}  # unknown fields a person added to our entry survive
+        kept.append(e)
+    if not ours:
         kept.append(dict(entry))
     new_owners[model_id] = owner
+    before = json.dumps(entries)
     _replace_entries(doc, kept)
-    if doc == _load(text, key) and new_owners == owners:
+    if json.dumps(kept) == before and new_owners == owners:
         return None, owners
-    return _dump(doc), new_owners
+    return _dump(doc, _style(text), key), new_owners
 
 
 def remove(
     text: str | None, owners: dict[str, str], owner: str, key: str = "models.json"
 ) -> tuple[str | None, dict[str, str]]:
-    """Remove every entry `owner` registered. (None, owners) when there is nothing to remove."""
+    """Remove every entry `owner` registered (never a person's entry of the same model_id).
+
+    (None, owners) when there is nothing to remove.
+    """
     mine = {m for m, o in owners.items() if o == owner}
     if not mine:
         return None, owners
     new_owners = {m: o for m, o in owners.items() if o != owner}
-    try:
-        doc = _load(text, key)
-        entries = _entries(doc, key)
-    except ChatOSConfigError:
-        raise
-    kept = [e for e in entries if not (isinstance(e, dict) and e.get("model_id") in mine)]
-    _replace_entries(doc, kept)
-    return _dump(doc), new_owners
+    doc = _load(text, key)
+    entries = _entries(doc, key)
+    url = owner_url(owner)
+    drop = {i for m in mine for i in _mine(entries, m, url)}
+    _replace_entries(doc, [e for i, e in enumerate(entries) if i not in drop])
+    return _dump(doc, _style(text), key), new_owners
 
 
 def _replace_entries(doc: Any, entries: list[Any]) -> None:
