@@ -210,3 +210,24 @@ def test_a_zero_size_is_refused(size: str) -> None:
 @pytest.mark.parametrize("size", ["1", "0.5Gi", "260Gi", "1.5Ti", "10M"])
 def test_positive_sizes_pass(size: str) -> None:
     assert spec(storage={"size": size}).storage.size == size
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "refused"),
+    [
+        ("http://169.254.169.254", True),
+        ("http://[fe80::1]:8080/x", True),
+        ("http://user@169.254.1.1/", True),
+        ("http://2852039166/", True),  # 169.254.169.254 written as one number
+        ("https://hf-mirror.com", False),
+        ("http://127.0.0.1:8080", False),  # the pod's own loopback: the tests' Hub stand-in
+        ("http://169.2544.example.com", False),
+        ("https://10.1.2.3/x", False),
+    ],
+)
+def test_a_link_local_mirror_is_refused(endpoint: str, refused: bool) -> None:
+    if refused:
+        with pytest.raises(ValueError, match="link-local"):
+            spec(download={"endpoint": endpoint})
+    else:
+        assert spec(download={"endpoint": endpoint}).download.endpoint == endpoint

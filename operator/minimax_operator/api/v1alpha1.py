@@ -9,6 +9,7 @@ operator (model/) and shown in status, never written back to spec.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -206,8 +207,37 @@ class StorageSpec(_Model):
     )
 
 
+#: A mirror at a link-local address is a cloud metadata service, never a Hub (and the token would be
+#: sent there): 169.254.0.0/16, fe80::/10, and a host written as one number (2852039166 is
+#: 169.254.169.254 to the resolver). A regular expression, the same in CEL (RE2) and here: the
+#: CEL URL and IP libraries cost more than a CRD's budget allows.
+LINK_LOCAL_URL = r"(?i)^https?://([^/@]*@)?(169\.254\.|\[fe[89ab][0-9a-f]:|(0x[0-9a-f]+|[0-9]+)(:[0-9]*)?(/|$))"
+
+
 class DownloadSpec(_Model):
     """How the weights are fetched."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    f"!has(self.endpoint) || !self.endpoint.matches('{LINK_LOCAL_URL.replace(chr(92), chr(92) * 2)}')",
+                    "endpoint must not be a link-local address (169.254.0.0/16, fe80::/10, or a host written as "
+                    "one number): that is a cloud metadata service, not a Hugging Face mirror",
+                    ".endpoint",
+                ),
+            ]
+        },
+    )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _not_link_local(cls, endpoint: str | None) -> str | None:
+        """The CRD's rule, again: for render and for objects stored before the rule existed."""
+        if endpoint and re.match(LINK_LOCAL_URL, endpoint):
+            raise ValueError(f"{endpoint} is a link-local address (a cloud metadata service), not a mirror")
+        return endpoint
 
     endpoint: str | None = Field(
         default=None,
