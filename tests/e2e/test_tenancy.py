@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from tests.harness.cluster import Cluster, Operator, wait_for
+from tests.harness.cluster import CACHE_PLURAL, GROUP, VERSION, Cluster, Operator, wait_for
 
 from .test_install import CHART, helm
 from .test_operator import tiny
@@ -51,19 +51,23 @@ def test_a_full_quota_waits_with_the_numbers_then_proceeds(cluster: Cluster, ns:
     cluster.wait_phase(ns, "second", "Ready", timeout=120)
 
 
-def test_restricted_namespace_downloads_says_why_the_server_cannot_run_and_serves_when_chosen(
+def test_restricted_namespace_serves_restricted_and_refuses_baseline_before_any_download(
     cluster: Cluster, ns: str, operator: Operator
 ) -> None:
     cluster.kubectl("label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted")
-    cluster.create_mmd(ns, "r", tiny("r", vllm=IMAGE))
-    cluster.wait_condition(ns, "r", "WeightsReady", "True", "Downloaded", timeout=90)  # the download pod is admitted
-    cond = cluster.wait_condition(ns, "r", "ServerReady", "False", "PodSecurityViolation", timeout=90)
-    assert 'violates PodSecurity "restricted' in cond["message"]
-    assert cluster.mmd(ns, "r")["status"]["phase"] == "Failed"
-    # The server's pods can meet "restricted" too, by choice (non-root, caches on an emptyDir).
+    # A server the namespace would refuse: said at once, naming the field; nothing downloaded.
+    cluster.create_mmd(ns, "b", tiny("b", vllm={**IMAGE, "podSecurity": "baseline"}))
+    cond = cluster.wait_condition(ns, "b", "WeightsReady", "False", "PodSecurityViolation", timeout=60)
+    assert "spec.vllm.podSecurity" in cond["message"] and "enforces Pod Security restricted" in cond["message"]
+    assert cluster.mmd(ns, "b")["status"]["phase"] == "Failed"
+    assert not cluster.batch.list_namespaced_job(ns).items
+    assert not cluster.custom.list_namespaced_custom_object(GROUP, VERSION, ns, CACHE_PLURAL)["items"]
+    # Left out, the server meets the namespace's level (non-root, caches on an emptyDir) and serves.
     cluster.chatos_configmap(ns, [])
-    cluster.patch_mmd(ns, "r", {"vllm": {"podSecurity": "restricted"}})
+    cluster.create_mmd(ns, "r", tiny("r", vllm=IMAGE))
     cluster.wait_phase(ns, "r", "Ready", timeout=120)
+    pod_spec = cluster.apps.read_namespaced_deployment("r", ns).spec.template.spec
+    assert pod_spec.security_context.run_as_non_root is True
 
 
 def test_baseline_namespace_serves(cluster: Cluster, ns: str, operator: Operator) -> None:

@@ -43,7 +43,7 @@ class FakeKube:
         """Store an object as the API server would return it (uid, resourceVersion)."""
         obj = copy.deepcopy(obj)
         meta = obj.setdefault("metadata", {})
-        meta.setdefault("namespace", "ns")
+        meta.setdefault("namespace", "ns" if KINDS[obj["kind"]].namespaced else "")
         meta.setdefault("uid", uuid.uuid4().hex)
         meta.setdefault("generation", 1)
         meta["resourceVersion"] = str(next(self._rv))

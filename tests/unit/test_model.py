@@ -75,3 +75,32 @@ def test_operator_image_override_per_preset() -> None:
     r = resolve("m", "ns", spec(model="MiniMax-M2.5"), {"MiniMax-M2.5": "registry.local/vllm:x"})
     assert r.image == "registry.local/vllm:x"
     assert resolve("m", "ns", spec(model="MiniMax-M2.5", vllm={"image": "mine"}), {"MiniMax-M2.5": "x"}).image == "mine"
+
+
+@pytest.mark.parametrize(
+    ("asked", "enforced", "level"),
+    [
+        (None, None, "baseline"),
+        (None, "baseline", "baseline"),
+        (None, "restricted", "restricted"),
+        ("restricted", None, "restricted"),
+        ("restricted", "restricted", "restricted"),
+        ("baseline", "privileged", "baseline"),
+    ],
+)
+def test_the_servers_pod_security_follows_the_namespace_unless_the_spec_says(
+    asked: str | None, enforced: str | None, level: str
+) -> None:
+    vllm = {"podSecurity": asked} if asked else {}
+    r = resolve(
+        "m", "ns", MiniMaxDeploymentSpec.model_validate({"model": "MiniMax-M2.5", "vllm": vllm}), enforced=enforced
+    )
+    assert r.pod_security == level
+
+
+def test_a_baseline_server_in_a_restricted_namespace_is_refused_naming_the_field() -> None:
+    spec = MiniMaxDeploymentSpec.model_validate({"model": "MiniMax-M2.5", "vllm": {"podSecurity": "baseline"}})
+    with pytest.raises(LayoutError) as e:
+        resolve("m", "team-a", spec, enforced="restricted")
+    assert e.value.field == "spec.vllm.podSecurity" and e.value.reason == "PodSecurityViolation"
+    assert "namespace team-a enforces Pod Security restricted" in str(e.value)

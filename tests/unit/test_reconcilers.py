@@ -181,3 +181,36 @@ def test_a_service_someone_else_owns_stops_everything_before_a_cache_exists() ->
     assert mmd["status"]["phase"] == "Failed" and result.requeue_after == 30
     assert not [w for w in kube.writes if w[1] in ("MiniMaxModelCache", "Service", "Deployment")]
     assert ("Warning", "NameConflict") in [(t, r) for t, r, _ in kube.events]
+
+
+def test_in_a_restricted_namespace_the_server_is_restricted_and_baseline_is_refused_before_any_download() -> None:
+    kube, deployments = deployment_scene()
+    kube.put(
+        {
+            "kind": "Namespace",
+            "metadata": {"name": "ns", "labels": {"pod-security.kubernetes.io/enforce": "restricted"}},
+        }
+    )
+    body = kube.object("MiniMaxDeployment", "m25")
+    assert body is not None
+    kube.put({**body, "spec": {"model": "MiniMax-M2.5", "vllm": {"podSecurity": "baseline"}}})
+    reconcile_mmd(kube, deployments)
+    mmd = kube.object("MiniMaxDeployment", "m25")
+    assert conditions(mmd)["WeightsReady"] == ("False", "PodSecurityViolation") and mmd is not None
+    assert "spec.vllm.podSecurity" in mmd["status"]["conditions"][0]["message"]
+    assert mmd["status"]["phase"] == "Failed"
+    assert not [w for w in kube.writes if w[1] in ("MiniMaxModelCache", "Job", "PersistentVolumeClaim")]
+
+    kube.put({**body, "spec": {"model": "MiniMax-M2.5"}})  # left out: the namespace's level
+    reconcile_mmd(kube, deployments)  # first sight (the status went with the object)
+    reconcile_mmd(kube, deployments)
+    mmd = kube.object("MiniMaxDeployment", "m25")
+    assert mmd is not None
+    cache = kube.object("MiniMaxModelCache", mmd["status"]["cache"])
+    assert cache is not None
+    kube.put({**cache, "status": {"claimName": "c-weights", "path": f"revisions/MiniMaxAI/MiniMax-M2.5/{COMMIT}",
+                                  "conditions": [{"type": "Ready", "status": "True"}]}})  # fmt: skip
+    reconcile_mmd(kube, deployments)
+    dep = kube.object("Deployment", "m25")
+    assert dep is not None
+    assert dep["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True

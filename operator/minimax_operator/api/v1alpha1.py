@@ -155,11 +155,13 @@ class VLLMSpec(_Model):
     )
     podAnnotations: dict[str, str] = Field(default_factory=dict, description="Annotations on the server pods.")
     shmSize: str = Field(default="16Gi", pattern=POSITIVE_QUANTITY, description="Size of /dev/shm (memory-backed).")
-    podSecurity: Literal["baseline", "restricted"] = Field(
-        default="baseline",
+    podSecurity: Literal["baseline", "restricted"] | None = Field(
+        default=None,
         description="Pod Security level the server pods meet. baseline: the image's own user (root in the upstream "
         "vllm/vllm-openai images). restricted: uid 1000, no privilege escalation, no capabilities, RuntimeDefault "
-        "seccomp, with HOME (vLLM's and Triton's caches) on an emptyDir; needs an image that runs as any user.",
+        "seccomp, with HOME (vLLM's and Triton's caches) on an emptyDir; needs an image that runs as any user. "
+        "Defaults to restricted in a namespace that enforces Pod Security restricted, else baseline; baseline in "
+        "such a namespace is refused before anything is downloaded.",
     )
     startupTimeoutSeconds: int | None = Field(
         default=None,

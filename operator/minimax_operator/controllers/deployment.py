@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from ..api.names import API_VERSION, CACHE_KIND, COMPONENT_SERVER, CREATED_FOR_ANNOTATION, FINALIZER, IMPLICIT_LABEL
 from ..api.v1alpha1 import CONDITION_TYPES, MiniMaxDeploymentSpec, MiniMaxModelCacheSpec
 from ..model import quota
-from ..model.deployment import Resolved, WeightsSource, check_storage, resolve
+from ..model.deployment import ENFORCE_LABEL, Resolved, WeightsSource, check_storage, resolve
 from ..model.errors import LayoutError
 from ..model.model_cache import implicit_cache
 from ..render import chatos
@@ -110,10 +110,11 @@ class Reconciler(Base):
         old = body.get("status") or {}
         new: Obj = {"observedGeneration": gen}
         r0: Resolved | None = None
+        enforced = self._enforced(ns)
         try:
             spec = MiniMaxDeploymentSpec.model_validate(body.get("spec") or {})
             if spec.model or spec.repo:  # the layout checks that need no cache, before anything else
-                r0 = resolve(name, ns, spec, self.settings.vllm_images)
+                r0 = resolve(name, ns, spec, self.settings.vllm_images, enforced=enforced)
                 new.update(
                     model=r0.model_label,
                     servedModelName=r0.served_model_name,
@@ -151,7 +152,7 @@ class Reconciler(Base):
             w = _weights_of(cache_name, cache)
             if w is None:
                 raise LayoutError("cacheRef", f"MiniMaxModelCache {cache_name} has an invalid spec: see its status")
-            r = resolve(name, ns, spec, self.settings.vllm_images, w)
+            r = resolve(name, ns, spec, self.settings.vllm_images, w, enforced=enforced)
             new.update(
                 model=r.model_label, servedModelName=r.served_model_name, tensorParallelSize=r.tensor_parallel_size
             )
@@ -176,6 +177,13 @@ class Reconciler(Base):
             return
         registered = self.registrar.reconcile(body, r, server_ready.status == "True", old, new)
         self._finish_conditions(body, old, new, [weights, server_ready, registered], spec.replicas, result)
+
+    def _enforced(self, namespace: str) -> str | None:
+        """The Pod Security level the namespace enforces (its label), None when it sets none."""
+        obj = self.kube.get("Namespace", "", namespace)
+        labels = ((obj or {}).get("metadata") or {}).get("labels") or {}
+        level = labels.get(ENFORCE_LABEL)
+        return str(level) if level else None
 
     # ---- the cache ------------------------------------------------------------------------
 

@@ -90,6 +90,8 @@ KINDS = Kinds(
         Kind("ResourceQuota", "v1", "resourcequotas", Watch.INFORMER),
         Kind("ConfigMap", "v1", "configmaps", Watch.BY_NAME),
         Kind("Event", "v1", "events"),
+        # Its Pod Security label decides the server's level before anything is created.
+        Kind("Namespace", "v1", "namespaces", Watch.INFORMER, namespaced=False),
     ]
 )
 
@@ -113,6 +115,8 @@ class Mapping:
         ns = meta.get("namespace", "")
         if kind == "ResourceQuota":  # quota freed or changed: every resource of the namespace checks again
             return [(k, *key) for k in RESOURCE_KINDS for key in self.stores[k].all_keys() if key[0] == ns]
+        if kind == "Namespace":  # its Pod Security label changed (or it is new): its resources check again
+            return [(KIND, *key) for key in self.stores[KIND].all_keys() if key[0] == meta["name"]]
         if kind == "ConfigMap":
             with self._guard:
                 users = list(self._chatos_users.get((ns, meta["name"]), ()))

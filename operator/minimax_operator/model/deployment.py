@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from ..api.presets import PRESETS, Preset
 from ..api.v1alpha1 import NAME_MAX, NAME_PATTERN, NAME_RULE_MESSAGE, MiniMaxDeploymentSpec, MiniMaxModelCacheSpec
 from ..protocol import MODELS_MOUNT, legacy_folder
-from .errors import LayoutError
+from .errors import LayoutError, PodSecurityRefused
 from .model_cache import GB, GIB, storage_size
 
 
@@ -56,6 +56,8 @@ class Resolved:
     claim_neighbours: tuple[str, ...] = ()
     #: The MiniMaxModelCache the weights come from.
     cache: str | None = None
+    #: The Pod Security level the server's pods meet: the spec's, else what the namespace enforces.
+    pod_security: str = "baseline"
 
     @property
     def weights_path(self) -> str:
@@ -120,11 +122,13 @@ def resolve(
     spec: MiniMaxDeploymentSpec,
     vllm_images: dict[str, str] | None = None,
     weights: WeightsSource | None = None,
+    enforced: str | None = None,
 ) -> Resolved:
     """Effective settings, or LayoutError naming the field to change.
 
     `weights`: the cache the resource serves from (its repo and claim win); without it (offline
     render, a resource whose cache is not known yet) the resource's own spec stands in.
+    `enforced`: the Pod Security level the namespace enforces (its label), when known.
     """
     if len(name) > NAME_MAX or not re.match(NAME_PATTERN, name):
         raise LayoutError("metadata.name", NAME_RULE_MESSAGE.removeprefix("metadata.name "))
@@ -187,11 +191,33 @@ def resolve(
         allow_patterns=tuple(source.download.allowPatterns),
         endpoint_url=source.download.endpoint,
         cache=weights.cache if weights is not None else None,
+        pod_security=pod_security(spec, namespace, enforced),
     )
     check_layout(resolved)
     if mode:
         check_storage(resolved, [mode])
     return resolved
+
+
+#: The namespace label Pod Security admission enforces.
+ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"
+
+
+def pod_security(spec: MiniMaxDeploymentSpec, namespace: str, enforced: str | None) -> str:
+    """The level the server's pods meet: the spec's, else restricted where the namespace enforces it.
+
+    Raises PodSecurityRefused for a spec whose pods the namespace would refuse: they would be
+    refused only after the weights are in (hundreds of GB, hours).
+    """
+    level = spec.vllm.podSecurity or ("restricted" if enforced == "restricted" else "baseline")
+    if enforced == "restricted" and level != "restricted":
+        raise PodSecurityRefused(
+            "vllm.podSecurity",
+            f"namespace {namespace} enforces Pod Security restricted ({ENFORCE_LABEL}), which refuses a baseline "
+            "server (it runs as the image's user, root in the upstream images); set spec.vllm.podSecurity: "
+            "restricted (or leave it out) with an image that runs as any user",
+        )
+    return level
 
 
 def check_storage(r: Resolved, access_modes: list[str]) -> None:

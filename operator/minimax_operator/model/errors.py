@@ -12,3 +12,9 @@ class LayoutError(ValueError):
         path = field if field.startswith("metadata.") else f"spec.{field}"
         super().__init__(f"{path}: {message}")
         self.field = path
+
+
+class PodSecurityRefused(LayoutError):
+    """The namespace's Pod Security admission would refuse the server's pods."""
+
+    reason = "PodSecurityViolation"

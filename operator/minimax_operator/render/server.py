@@ -140,7 +140,7 @@ def deployment(r: Resolved, owner: Owner | None, replicas: int | None = None) ->
         {"name": "VLLM_ENGINE_READY_TIMEOUT_S", "value": str(r.startup_timeout_seconds)},
         {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
     ]
-    if v.podSecurity == "restricted":
+    if r.pod_security == "restricted":
         env.append({"name": "HOME", "value": SERVER_HOME})  # before the user's env, which may override it
     # Compile and kernel caches (minutes of DeepGEMM and torch.compile warm-up) outlive the pod.
     env += [
@@ -179,7 +179,7 @@ def deployment(r: Resolved, owner: Owner | None, replicas: int | None = None) ->
         "readinessProbe": {"httpGet": http, "periodSeconds": period, "timeoutSeconds": 5, "failureThreshold": 3},
         "livenessProbe": {"httpGet": http, "periodSeconds": 30, "timeoutSeconds": 10, "failureThreshold": 5},
     }
-    if v.podSecurity == "restricted":
+    if r.pod_security == "restricted":
         # Pod Security "restricted": vLLM runs as uid 1000; its home (compile and kernel caches) must be writable.
         container["securityContext"] = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
         container["volumeMounts"].append({"name": "home", "mountPath": SERVER_HOME})
@@ -202,7 +202,7 @@ def deployment(r: Resolved, owner: Owner | None, replicas: int | None = None) ->
     }
     if compile_path is None:
         pod_spec["volumes"].append({"name": "server-cache", "emptyDir": {}})
-    if v.podSecurity == "restricted":
+    if r.pod_security == "restricted":
         pod_spec["securityContext"] = {
             "runAsNonRoot": True,
             "runAsUser": 1000,

@@ -363,7 +363,7 @@ class Informers:
         for kind in stores.kinds.values():
             if kind.watch is not Watch.INFORMER:
                 continue
-            for ns in self.scoped or [None]:
+            for ns in (self.scoped or [None]) if kind.namespaced else [None]:
                 self.informers.append(
                     Informer(
                         client,
@@ -372,7 +372,7 @@ class Informers:
                         stores[kind.name],
                         self._notify(kind.name),
                         label_selector=kind.label_selector,
-                        namespace_filter=self.ns_filter,
+                        namespace_filter=self.ns_filter if kind.namespaced else None,
                         transform=kind.transform,
                     )
                 )

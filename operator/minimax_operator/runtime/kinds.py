@@ -63,6 +63,8 @@ class Kind:
     transform: Callable[[Obj], Obj] = strip
     #: Named indexes of the store: index name -> the values an object is found under.
     indexers: Mapping[str, Indexer] = field(default_factory=dict)
+    #: False for cluster-scoped kinds (Namespace): stored under the namespace "".
+    namespaced: bool = True
 
     @property
     def prefix(self) -> str:
@@ -79,7 +81,9 @@ class Kind:
 
     def collection(self, namespace: str | None) -> str:
         """The collection of this kind in one namespace, or across all of them."""
-        return f"{self.prefix}/namespaces/{namespace}/{self.plural}" if namespace else f"{self.prefix}/{self.plural}"
+        if namespace and self.namespaced:
+            return f"{self.prefix}/namespaces/{namespace}/{self.plural}"
+        return f"{self.prefix}/{self.plural}"
 
     def path(self, namespace: str, name: str | None = None, sub: str | None = None) -> str:
         path = self.collection(namespace)
