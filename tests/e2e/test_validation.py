@@ -37,6 +37,8 @@ BAD_SPECS = [
     ({"model": "MiniMax-M2.5", "vllm": {"env": [{"name": "1BAD=NAME", "value": "x"}]}}, "spec.vllm.env[0].name"),
     ({"model": "MiniMax-M2.5", "download": {"endpoint": "http://169.254.169.254"}}, "spec.download.endpoint"),
     ({"model": "MiniMax-M2.5", "download": {"endpoint": "http://[fe80::1]:8080/x"}}, "spec.download.endpoint"),
+    ({"repo": "bad--org/model", "storage": {"size": "1Gi"}}, "spec.repo"),
+    ({"model": "MiniMax-M2.5", "chatos": {"key": "..data"}}, "spec.chatos.key"),
 ]
 
 

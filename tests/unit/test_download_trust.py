@@ -204,3 +204,11 @@ def test_prune_never_follows_a_symlink_nor_trusts_a_marker_of_the_wrong_shape(tm
         with pytest.raises(DownloadError) as e:
             prune(root, "legacy/m")
         assert e.value.reason == "NotAModelFolder" and (legacy / "a").exists(), marker
+
+
+def test_a_repo_name_the_hub_refuses_has_a_reason(tmp_path: Path, source: dict[str, Path]) -> None:
+    with FakeHub() as hub:
+        hub.add_repo("bad--org/x", source)
+        code, result, out = download(hub, tmp_path / "claim", repo="bad--org/x")
+    assert code == 1 and result["reason"] == "InvalidRepo", out
+    assert "Traceback" not in out

@@ -54,7 +54,10 @@ class _Model(BaseModel):
 
 Quantity = Annotated[int | str, Field(json_schema_extra={"x-kubernetes-int-or-string": True})]
 #: A Hugging Face repository, org/name.
-Repo = Annotated[str, Field(max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")]
+#: By the Hub's rules (huggingface_hub's validate_repo_id): no '--' or '..', no '-' or '.' at either end.
+Repo = Annotated[
+    str, Field(max_length=200, pattern=r"^[A-Za-z0-9]([-.]?[A-Za-z0-9_])*/[A-Za-z0-9]([-.]?[A-Za-z0-9_])*$")
+]
 #: A commit sha, branch or tag.
 Revision = Annotated[str, Field(max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")]
 
@@ -281,7 +284,8 @@ class ChatOSSpec(_Model):
     key: str = Field(
         default="models.json",
         max_length=253,
-        pattern=r"^[-._a-zA-Z0-9]+$",
+        # A ConfigMap key: these characters, and not '.', '..' or starting with '..' (the API's rule).
+        pattern=r"^([-_a-zA-Z0-9][-._a-zA-Z0-9]*|\.[-_a-zA-Z0-9][-._a-zA-Z0-9]*)$",
         description="Key of the ConfigMap that holds models.json.",
     )
     displayName: str | None = Field(

@@ -107,6 +107,7 @@ def listing(api: Any, repo: str, revision: str | None) -> tuple[str, list[Remote
     from huggingface_hub.errors import (
         GatedRepoError,
         HfHubHTTPError,
+        HFValidationError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
@@ -120,6 +121,8 @@ def listing(api: Any, repo: str, revision: str | None) -> tuple[str, list[Remote
     except RepositoryNotFoundError as e:
         # The Hub answers 401 for a repo that is missing or private when no token is sent.
         raise DownloadError("RepoNotFound", f"{repo} does not exist, or is private and needs a token") from e
+    except HFValidationError as e:
+        raise DownloadError("InvalidRepo", f"{repo} (revision {revision}) is not a name the Hub accepts: {e}") from e
     except RevisionNotFoundError as e:
         raise DownloadError("RevisionNotFound", f"revision {revision} of {repo} does not exist") from e
     except HfHubHTTPError as e:
@@ -486,6 +489,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if getattr(e, "errno", None) == 28:
             raise DownloadError("InsufficientStorage", "the PVC is full: raise spec.storage.size") from e
         raise DownloadError("DownloadInterrupted", f"{type(e).__name__}: {e}") from e
+    except http.client.HTTPException as e:  # a body shorter than announced, again and again
+        raise DownloadError(
+            "DownloadInterrupted",
+            f"{type(e).__name__}: the server ended a file early {Fetcher.retries} times; the Job's next pod resumes",
+        ) from e
     finally:
         progress.done.set()
     verify(dest, files, fetcher.verified)
@@ -587,6 +595,12 @@ def main(args: argparse.Namespace) -> int:
     except DownloadError as e:
         print(f"error: {e}", file=sys.stderr)
         terminate({"reason": e.reason, "message": e.message})
+        return 1
+    except Exception as e:  # a bug or a case not foreseen: still a reason in status, not only a traceback
+        import traceback
+
+        traceback.print_exc()
+        terminate({"reason": "DownloadCrashed", "message": f"{type(e).__name__}: {e} (see the pod's log)"})
         return 1
     terminate(result)
     return 0
