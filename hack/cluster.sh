@@ -10,6 +10,7 @@
 #   hack/cluster.sh down [NAME]   delete the cluster, its node and its provisioner
 #   hack/cluster.sh kubeconfig [NAME]
 #   hack/cluster.sh real-node-owner   the cluster that has this machine's real node, if one runs
+#   hack/cluster.sh restart [NAME]    stop and start the control plane (the fault tests' API server restart)
 # NAME defaults to $CLUSTER_NAME or "minimax". Several clusters can run at once.
 # SERVICE_CIDR (on create) widens the Service IP range, e.g. 10.96.0.0/16 (the default
 # range holds about 250 Services; bench/scale.py needs thousands).
@@ -92,6 +93,10 @@ case "$cmd" in
     log "cluster $name is down"
     ;;
   kubeconfig) echo "$kubeconfig" ;;
+  restart)
+    kwokctl stop cluster --name "$name" >&2
+    exec "$0" up "$name"
+    ;;
   real-node-owner)
     # One real node per machine (hack/node.sh refuses a second): `make run` leaves the demo's
     # cluster up, and the real-node tests use it rather than fail.
@@ -101,5 +106,5 @@ case "$cmd" in
     true
     ;;
   audit-log) echo "$dir/logs/audit.log" ;;
-  *) echo "usage: $0 up|down|kubeconfig|audit-log|real-node-owner [NAME]" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|restart|kubeconfig|audit-log|real-node-owner [NAME]" >&2; exit 2 ;;
 esac

@@ -307,15 +307,16 @@ BENCH_SPEC: dict[str, Any] = {
 
 
 @contextlib.contextmanager
-def local_cluster(given: str | None, prefix: str, **env: str) -> Iterator[str]:
+def local_cluster(given: str | None, prefix: str, name: str | None = None, **env: str) -> Iterator[str]:
     """The kubeconfig of `given`, or of a local cluster started for the block and deleted after it.
 
-    `env` goes to hack/cluster.sh (for example SERVICE_CIDR). For the benchmarks.
+    `name`: the cluster's (default: `prefix` and a random suffix). `env` goes to hack/cluster.sh
+    (for example SERVICE_CIDR). For the benchmarks.
     """
     if given:
         yield given
         return
-    name = f"{prefix}-{secrets.token_hex(3)}"
+    name = name or f"{prefix}-{secrets.token_hex(3)}"
     environ = {**os.environ, "PYTHON": sys.executable, **env}
     script = str(ROOT / "hack" / "cluster.sh")
     out = subprocess.run([script, "up", name], capture_output=True, text=True, env=environ)

@@ -38,6 +38,14 @@ class RepoFile:
     sha256: str
     lfs: bool
 
+    @property
+    def blob_id(self) -> str:
+        """As the Hub lists it: the git blob id of the file (of its LFS pointer for an LFS file)."""
+        if self.lfs:
+            return self.sha256[:40]
+        data = self.source.read_bytes()
+        return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
 
 @dataclass
 class Repo:
@@ -216,7 +224,7 @@ class _Handler(BaseHTTPRequestHandler):
                     {
                         "rfilename": f.path,
                         "size": f.size,
-                        "blobId": f.sha256[:40],
+                        "blobId": f.blob_id,
                         **({"lfs": {"sha256": f.sha256, "size": f.size, "pointerSize": 134}} if f.lfs else {}),
                     }
                     for f in repo.files.values()
@@ -229,7 +237,7 @@ class _Handler(BaseHTTPRequestHandler):
                 tree = [
                     {
                         "type": "file",
-                        "oid": f.sha256[:40],
+                        "oid": f.blob_id,
                         "size": f.size,
                         "path": f.path,
                         **({"lfs": {"oid": f.sha256, "size": f.size, "pointerSize": 134}} if f.lfs else {}),

@@ -212,3 +212,14 @@ def test_a_repo_name_the_hub_refuses_has_a_reason(tmp_path: Path, source: dict[s
         code, result, out = download(hub, tmp_path / "claim", repo="bad--org/x")
     assert code == 1 and result["reason"] == "InvalidRepo", out
     assert "Traceback" not in out
+
+
+def test_files_kept_in_git_are_verified_by_their_blob_id(tmp_path: Path, source: dict[str, Path]) -> None:
+    """config.json, tokenizer files and the repo's Python code have no LFS sha256: the git blob id the
+    Hub lists for them is checked instead of their size alone."""
+    with FakeHub() as hub:
+        hub.add_repo(REPO, source)
+        hub.faults.corrupt.add("config.json")  # same size, other bytes
+        code, result, out = download(hub, tmp_path / "claim")
+    assert code == 1 and result["reason"] == "VerificationFailed", out
+    assert "config.json does not match its git" in result["message"]

@@ -7,7 +7,8 @@ behind a mirror) are fetched here: since huggingface_hub writes each attempt to 
 process-unique temporary file, a restarted pod could not resume a 5 GB shard with
 it. Here every file streams into a stable `.part` file, resumes with a Range
 request, and is hashed while it streams, so verification costs no second read.
-Only a complete file with the Hub's size and sha256 is renamed into place; then a
+Only a complete file with the Hub's size and hash (the LFS sha256, or the git blob id
+of a file kept in git) is renamed into place; then a
 completion marker is written. A folder whose marker matches the wanted revision
 is not downloaded again.
 
@@ -67,6 +68,26 @@ class RemoteFile:
     path: str
     size: int
     sha256: str | None  # LFS files only
+    #: The git blob id of a file kept in git itself (config, tokenizer, the repo's Python code).
+    git_sha1: str | None = None
+
+    @property
+    def digest(self) -> str | None:
+        """What the file's bytes must hash to: `sha256:...` (LFS) or `git:...` (a git blob), or None."""
+        if self.sha256:
+            return f"sha256:{self.sha256}"
+        return f"git:{self.git_sha1}" if self.git_sha1 else None
+
+    def hasher(self) -> Any:
+        """A hash object for `digest`, fed the bytes of the file (a git blob hashes a header first)."""
+        if self.sha256:
+            return hashlib.sha256()
+        h = hashlib.sha1(usedforsecurity=False)
+        h.update(b"blob %d\0" % self.size)
+        return h
+
+    def matches(self, hexdigest: str) -> bool:
+        return self.digest is not None and self.digest.split(":", 1)[1] == hexdigest
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -138,7 +159,9 @@ def listing(api: Any, repo: str, revision: str | None) -> tuple[str, list[Remote
         sha = getattr(lfs, "sha256", None) if lfs is not None else None
         if sha is None and isinstance(lfs, dict):
             sha = lfs.get("sha256")
-        files.append(RemoteFile(s.rfilename, int(s.size or 0), sha))
+        blob = getattr(s, "blob_id", None)
+        git_sha1 = blob if sha is None and isinstance(blob, str) and re.fullmatch(r"[0-9a-f]{40}", blob) else None
+        files.append(RemoteFile(s.rfilename, int(s.size or 0), sha, git_sha1))
     return info.sha, files
 
 
@@ -228,8 +251,8 @@ class Fetcher:
         if offset > f.size:
             part.unlink()
             offset = 0
-        digest = hashlib.sha256()
-        if offset and f.sha256:
+        digest = f.hasher()
+        if offset and f.digest:
             with part.open("rb") as existing:
                 while chunk := existing.read(8 << 20):
                     digest.update(chunk)
@@ -244,7 +267,7 @@ class Fetcher:
             with urllib.request.urlopen(request, timeout=60) as resp, part.open("r+b" if offset else "wb") as out:
                 if offset and resp.status != 206:  # the server ignored Range: start over
                     offset = 0
-                    digest = hashlib.sha256()
+                    digest = f.hasher()
                     out.truncate(0)
                 out.seek(offset)
                 # Never more than the listing gives: a body longer than announced (or endless) fills
@@ -253,7 +276,7 @@ class Fetcher:
                 while remaining > 0 and (chunk := resp.read1(min(4 << 20, remaining))):
                     out.write(chunk)
                     remaining -= len(chunk)
-                    if f.sha256:
+                    if f.digest:
                         digest.update(chunk)
                 if remaining == 0 and resp.read1(1):
                     raise DownloadError(
@@ -262,26 +285,27 @@ class Fetcher:
         size = part.stat().st_size
         if size != f.size:
             raise http.client.IncompleteRead(b"", f.size - size)
-        if f.sha256:
-            if digest.hexdigest() != f.sha256:
+        if f.digest:
+            if not f.matches(digest.hexdigest()):
                 part.unlink()  # never resume from corrupt bytes
-                raise DownloadError("VerificationFailed", f"{f.path} does not match its sha256")
+                raise DownloadError("VerificationFailed", f"{f.path} does not match its {f.digest.split(':')[0]}")
             with self._lock:
-                self.verified[f.path] = f.sha256
+                self.verified[f.path] = f.digest
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(part, final)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(8 << 20):
+def _hash(path: Path, f: RemoteFile) -> str:
+    h = f.hasher()
+    with path.open("rb") as src:
+        while chunk := src.read(8 << 20):
             h.update(chunk)
-    return h.hexdigest()
+    return str(h.hexdigest())
 
 
 def verify(dest: Path, files: list[RemoteFile], streamed: dict[str, str] | None = None) -> None:
-    """Every file present with its size; LFS files' sha256 (each checked once per size and mtime).
+    """Every file present with its size and hash: LFS files' sha256, the others' git blob id (each
+    checked once per size and mtime). A mirror that lists neither for a file: its size only.
 
     `streamed` holds hashes computed while downloading, so those files are not read again.
     """
@@ -303,12 +327,12 @@ def verify(dest: Path, files: list[RemoteFile], streamed: dict[str, str] | None 
         if stat.st_size != f.size:
             problems.append(f"{f.path} has {stat.st_size} bytes, the Hub lists {f.size}")
             continue
-        if f.sha256:
-            stamp = f"{stat.st_size}:{stat.st_mtime_ns}:{f.sha256}"
+        if f.digest:
+            stamp = f"{stat.st_size}:{stat.st_mtime_ns}:{f.digest}"
             if cache.get(f.path) == stamp:
                 continue
-            if _sha256(p) != f.sha256:
-                problems.append(f"{f.path} does not match its sha256")
+            if not f.matches(_hash(p, f)):
+                problems.append(f"{f.path} does not match its {f.digest.split(':')[0]}")
                 p.unlink()  # a corrupt file must be fetched again, not resumed
                 continue
             cache[f.path] = stamp
