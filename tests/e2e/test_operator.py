@@ -79,8 +79,7 @@ def test_m25_preset_reaches_ready_and_is_registered(cluster: Cluster, ns: str, o
     table = cluster.kubectl("get", "mmd", "-n", ns)
     assert table.split("\n")[0].split() == ["NAME", "MODEL", "TP", "PHASE", "READY", "DOWNLOAD", "ENDPOINT", "AGE"]
     assert table.split("\n")[1].split()[1:5] == ["MiniMax-M2.5", "4", "Ready", "True"]
-    reasons = [e["reason"] for e in cluster.events(ns, "m25")]
-    assert {"Downloaded", "Available", "Registered", "Ready"} <= set(reasons)
+    cluster.wait_events(ns, "m25", "Downloaded", "Available", "Registered", "Ready")
 
 
 def test_m1_preset_reaches_ready_on_eight_gpus(cluster: Cluster, ns: str, operator: Operator) -> None:
@@ -163,7 +162,7 @@ def test_invalid_chatos_json_is_never_overwritten(cluster: Cluster, ns: str, ope
     cond = cluster.wait_condition(ns, "j", "Registered", "False", "InvalidChatOSConfig")
     assert "not valid JSON" in cond["message"]
     assert cluster.chatos_text(ns) == broken
-    assert "InvalidChatOSConfig" in [e["reason"] for e in cluster.events(ns, "j")]
+    cluster.wait_events(ns, "j", "InvalidChatOSConfig")
 
 
 def test_missing_chatos_configmap_is_reported_not_created(cluster: Cluster, ns: str, operator: Operator) -> None:
@@ -234,7 +233,7 @@ def test_failed_download_surfaces_its_reason_and_retries_with_backoff(
     wait_for(lambda: cluster.mmd(ns, "f")["status"]["download"]["attempt"] == 1, 60, what="second attempt")
     jobs = {j.metadata.name for j in cluster.batch.list_namespaced_job(ns).items}
     assert jobs == {first, f"{first}-r1"}  # the failed attempt is kept for its logs
-    assert any(e["type"] == "Warning" and e["reason"] == "DownloadFailed" for e in cluster.events(ns, "f"))
+    cluster.wait_events(ns, "f", "DownloadFailed", type_="Warning")
 
 
 def test_spec_change_rolls_the_server_and_new_revision_downloads_again(

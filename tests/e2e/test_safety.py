@@ -258,7 +258,7 @@ def test_replicas_that_cannot_share_a_readwriteonce_claim_are_refused(
     assert "spec.storage.accessMode" in cond["message"] and "ReadWriteMany" in cond["message"]
     assert "Multi-Attach" in cond["message"]
     _assert_nothing_created(cluster, ns)
-    assert "LayoutInvalid" in [e["reason"] for e in cluster.events(ns, "wide") if e["type"] == "Warning"]
+    cluster.wait_events(ns, "wide", "LayoutInvalid", type_="Warning")
 
 
 def test_an_existing_claims_own_access_mode_is_checked(cluster: Cluster, ns: str, operator: Operator) -> None:

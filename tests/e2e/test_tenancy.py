@@ -34,7 +34,7 @@ def test_a_model_that_can_never_fit_the_quota_costs_nothing(cluster: Cluster, ns
     assert cluster.mmd(ns, "big")["status"]["phase"] == "Failed"
     assert not cluster.batch.list_namespaced_job(ns).items  # no download
     assert not cluster.core.list_namespaced_persistent_volume_claim(ns).items
-    assert any(e["type"] == "Warning" and e["reason"] == "QuotaExceeded" for e in cluster.events(ns, "big"))
+    cluster.wait_events(ns, "big", "QuotaExceeded", type_="Warning")
 
 
 def test_a_full_quota_waits_with_the_numbers_then_proceeds(cluster: Cluster, ns: str, operator: Operator) -> None:

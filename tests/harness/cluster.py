@@ -196,6 +196,16 @@ class Cluster:
         items = self.core.list_namespaced_event(ns, field_selector=f"involvedObject.name={name}").items
         return [{"type": e.type, "reason": e.reason, "message": e.message} for e in items]
 
+    def wait_events(self, ns: str, name: str, *reasons: str, type_: str | None = None, timeout: float = 30) -> None:
+        """Until Events of all these reasons (of this type) are there: the operator posts them right after
+        the status that shows the condition, so a test that saw the condition may list them a moment early."""
+
+        def there() -> bool:
+            seen = {e["reason"] for e in self.events(ns, name) if type_ is None or e["type"] == type_}
+            return set(reasons) <= seen
+
+        wait_for(there, timeout, what=f"Events {', '.join(reasons)} of {name}")
+
     def audit_writes(self, user: str, namespace: str | None = None) -> list[dict[str, Any]]:
         """Mutating requests by `user` in the audit log (the policy logs writes, and the operator's reads)."""
         return [e for e in self.audit_requests(user, namespace) if e["verb"] not in READ_VERBS]
