@@ -20,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 from ..api.names import FINALIZER, HASH_ANNOTATION
 from ..render import status as st
 from ..render.meta import Owner
+from ..render.status import iso
 from ..runtime.client import Conflict, Kube
 from ..runtime.drift import covers
 from ..runtime.loop import Result
@@ -34,14 +35,6 @@ Obj = dict[str, Any]
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
-
-
-def iso(t: dt.datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(value: str) -> dt.datetime:
-    return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
 
 
 class Base:

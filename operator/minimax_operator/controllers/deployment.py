@@ -33,11 +33,12 @@ from ..render import chatos
 from ..render import server as render
 from ..render import status as st
 from ..render.meta import Owner, implicit_cache_labels
+from ..render.status import iso
 from ..runtime.client import Conflict, Kube
 from ..runtime.loop import Result
 from ..runtime.metrics import WRITES
 from . import claims, server, upgrade
-from .base import Base, api_message, iso
+from .base import Base, api_message
 from .chatos import Registrar
 from .errors import CacheNotFound, NameConflict, QuotaExceeded, ReconcileError
 from .ownership import conflict_message, controlled_by, ours

@@ -17,6 +17,7 @@ from typing import Any
 from ..api.names import WEIGHTS_KEY_ANNOTATION
 from ..protocol import PROGRESS_KEYS, failure_text, parse_result
 from ..render import status as st
+from ..render.status import iso, parse_time
 
 Obj = dict[str, Any]
 
@@ -80,10 +81,6 @@ def kept_progress(previous: Obj) -> Obj:
     return {k: previous[k] for k in (*PROGRESS_KEYS, "progress") if k in previous}
 
 
-def iso(t: dt.datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _phase(pod: Obj) -> str:
     return str((pod.get("status") or {}).get("phase") or "")
 
@@ -116,7 +113,7 @@ def decide(o: Observed) -> Decision:
         )
         failed_at = last_failure or iso(o.now)
         wait = min(o.retry_max_seconds, o.retry_base_seconds * 2**o.attempt)
-        retry_at = _parse_time(failed_at) + dt.timedelta(seconds=wait)
+        retry_at = parse_time(failed_at) + dt.timedelta(seconds=wait)
         if o.now >= retry_at:
             return Decision(
                 st.false("Ready", "Downloading", f"retrying after: {reason_text}{serving}"),
@@ -227,10 +224,6 @@ def merge_commits(have: list[Obj], seen: list[Obj], verified_at: str | None) -> 
             entry["verifiedAt"] = verified_at
         by_path[path] = entry
     return sorted(by_path.values(), key=lambda c: (c.get("verifiedAt") or "", c["path"]))
-
-
-def _parse_time(value: str) -> dt.datetime:
-    return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
 
 
 def stale_jobs(jobs: list[Obj], current: str, key: str, owner_uid: str, keep_older_attempts: bool) -> list[str]:

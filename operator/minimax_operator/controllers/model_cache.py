@@ -31,10 +31,11 @@ from ..render import model_cache as render
 from ..render import status as st
 from ..render.meta import Owner
 from ..render.server import compile_folder
+from ..render.status import iso
 from ..runtime.loop import Result
 from ..runtime.metrics import WRITES
 from . import claims, download
-from .base import Base, api_message, iso
+from .base import Base, api_message
 from .errors import NameConflict, QuotaExceeded, ReconcileError
 from .ownership import conflict_message, controlled_by, ours, widest_mode
 from .watches import served_weights

@@ -6,6 +6,7 @@ Failed) are unit-tested without a cluster.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,15 @@ FAILURE_REASONS = frozenset(
         "PodCreationFailed",
     }
 )
+
+
+def iso(t: dt.datetime) -> str:
+    """A timestamp as the API writes them (lastTransitionTime, lastFailureTime)."""
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: str) -> dt.datetime:
+    return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True)
