@@ -33,6 +33,10 @@ manifests: venv tools ## regenerate the CRDs, the chart's RBAC rules and docs/in
 
 crd: manifests
 
+vllm-flags: venv ## after changing a preset's vLLM image: read vllm serve's options from that version's source
+	$(PY) hack/vllm-flags.py
+	$(MAKE) manifests
+
 lint: venv
 	$(PY) -m ruff check operator tests hack bench
 	$(PY) -m ruff format --check operator tests hack bench

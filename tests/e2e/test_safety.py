@@ -95,8 +95,21 @@ REFUSED = [
     ["--model=/other"],
     ["-ep"],
     ["--headless"],
+    ["-n2"],
+    ["--served-model-name.x", "y"],
+    ["-tp.x=1"],
+    ["-dpn", "1"],
+    ["--master_addr=10.0.0.1"],
 ]
-ACCEPTED = [["--max-model-len", "8192"], ["-q", "fp8"], ["-O3"], ["--enable-prefix-caching"], ["--seed", "-1"]]
+ACCEPTED = [
+    ["--max-model-len", "8192"],
+    ["-q", "fp8"],
+    ["-O3"],
+    ["--enable-prefix-caching"],
+    ["--seed", "-1"],
+    ["-dcp", "2"],
+    ["--compilation-config.mode", "3"],
+]
 
 
 def test_owned_flags_are_refused_in_every_spelling_vllm_accepts(cluster: Cluster, ns: str) -> None:

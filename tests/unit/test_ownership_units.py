@@ -6,7 +6,9 @@ import pytest
 from pydantic import ValidationError
 
 from minimax_operator.api.flags import OWNED_ENV, OWNED_LONG, OWNED_SHORT, owned_flag
+from minimax_operator.api.presets import PRESETS
 from minimax_operator.api.v1alpha1 import MiniMaxDeploymentSpec, MiniMaxModelCacheSpec
+from minimax_operator.api.vllm_cli import OPTIONS, VLLM_VERSIONS
 from minimax_operator.model.deployment import check_storage, resolve
 from minimax_operator.model.errors import LayoutError
 from minimax_operator.model.model_cache import implicit_cache, resolve_cache
@@ -43,6 +45,13 @@ def spec(**kw: object) -> MiniMaxDeploymentSpec:
         ("-dpl", "--data-parallel-size-local"),
         ("--data_parallel_size_local", "--data-parallel-size-local"),
         ("--no-enable-expert-parallel", "--no-enable-expert-parallel"),
+        ("--served-model-name.x", "--served-model-name"),
+        ("--served_model_name.x=y", "--served-model-name"),
+        ("-tp.x=1", "--tensor-parallel-size"),
+        ("-n2", "--nnodes"),
+        ("-r=1", "--node-rank"),
+        ("-dpn", "--data-parallel-rank"),
+        ("--master-addr", "--master-addr"),
     ],
 )
 def test_every_spelling_of_an_owned_flag_is_caught(arg: str, owned: str) -> None:
@@ -58,6 +67,38 @@ def test_other_arguments_and_values_pass(arg: str) -> None:
 
 def test_every_short_alias_names_an_owned_long_flag() -> None:
     assert set(OWNED_SHORT.values()) <= set(OWNED_LONG)
+
+
+def test_the_option_table_was_read_from_every_pinned_vllm() -> None:
+    # A new image pin without `make vllm-flags` fails here, not in a user's cluster.
+    pinned = {p.vllm_image.rsplit(":v", 1)[1] for p in PRESETS.values()}
+    assert set(VLLM_VERSIONS) == pinned
+
+
+def test_every_owned_flag_is_an_option_vllm_has() -> None:
+    for long in OWNED_LONG:
+        assert long in OPTIONS or "--" + long.removeprefix("--no-") in OPTIONS, long
+
+
+def test_every_spelling_of_every_owned_option_is_refused() -> None:
+    for long, why in OWNED_LONG.items():
+        for spelling in [long, long + "=1", long + ".key", "--" + long[2:].replace("-", "_")]:
+            assert owned_flag(spelling) == long, spelling
+        for end in range(3, len(long)):  # every abbreviation argparse could expand
+            assert owned_flag(long[:end]) is not None, long[:end]
+        assert why
+    for short, long in OWNED_SHORT.items():
+        for spelling in [short, short + "=1", short + ".key"]:
+            assert owned_flag(spelling) == long, spelling
+
+
+def test_no_option_the_operator_does_not_own_is_refused() -> None:
+    # Read from vLLM's own parser: the rule must not cost a user a flag they are entitled to.
+    for long, shorts in OPTIONS.items():
+        if long in OWNED_LONG:
+            continue
+        for spelling in [long, long + "=1", long + ".key=1", *shorts, *(s + "=1" for s in shorts)]:
+            assert owned_flag(spelling) is None, spelling
 
 
 def test_the_spec_refuses_owned_flags_too() -> None:
