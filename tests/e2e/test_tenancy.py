@@ -149,6 +149,14 @@ def test_the_admission_policy_allows_and_denies_each_rule(cluster: Cluster, ns: 
         cluster.kubectl("patch", "mmpolicy", policy_name, "--type=merge", "-p", opened)
         for rule in ("allowCustomRepos", "allowMirrors"):
             wait_for(lambda r=rule: "(server dry run)" in verdict(denied[r]), what=f"{rule} opened")
+        # A mirror on loopback needs its own switch: in a download pod that address is the pod itself.
+        loopback = {**m25, "download": {"endpoint": "http://127.0.0.1:8080"}}
+        assert "parameter spec.allowLoopbackMirrors of MiniMaxPolicy" in verdict(loopback), verdict(loopback)
+        assert "is on loopback" in verdict(loopback)
+        cluster.kubectl(
+            "patch", "mmpolicy", policy_name, "--type=merge", "-p", '{"spec": {"allowLoopbackMirrors": true}}'
+        )
+        wait_for(lambda: "(server dry run)" in verdict(loopback), what="allowLoopbackMirrors opened")
         custom_cache = {"repo": "test-org/x", "storage": {"size": "1Gi"}}
         wait_for(lambda: "(server dry run)" in verdict(custom_cache, CACHE), what="custom repo cache allowed")
         # A namespace outside the tier is not limited.

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from pydantic import ValidationError
 
 from minimax_operator.api.flags import OWNED_ENV, OWNED_LONG, OWNED_SHORT, owned_flag
 from minimax_operator.api.presets import PRESETS
-from minimax_operator.api.v1alpha1 import MiniMaxDeploymentSpec, MiniMaxModelCacheSpec
+from minimax_operator.api.v1alpha1 import LOOPBACK_URL, MiniMaxDeploymentSpec, MiniMaxModelCacheSpec
 from minimax_operator.api.vllm_cli import OPTIONS, VLLM_VERSIONS
+from minimax_operator.manifests import policy
 from minimax_operator.model.deployment import check_storage, resolve
 from minimax_operator.model.errors import LayoutError
 from minimax_operator.model.model_cache import implicit_cache, resolve_cache
@@ -261,7 +264,7 @@ def test_positive_sizes_pass(size: str) -> None:
         ("http://user@169.254.1.1/", True),
         ("http://2852039166/", True),  # 169.254.169.254 written as one number
         ("https://hf-mirror.com", False),
-        ("http://127.0.0.1:8080", False),  # the pod's own loopback: the tests' Hub stand-in
+        ("http://127.0.0.1:8080", False),  # loopback: the MiniMaxPolicy's rule (below), not the CRD's
         ("http://169.2544.example.com", False),
         ("https://10.1.2.3/x", False),
     ],
@@ -272,3 +275,28 @@ def test_a_link_local_mirror_is_refused(endpoint: str, refused: bool) -> None:
             spec(download={"endpoint": endpoint})
     else:
         assert spec(download={"endpoint": endpoint}).download.endpoint == endpoint
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "loopback"),
+    [
+        ("http://localhost", True),
+        ("http://LOCALHOST.:8080/x", True),
+        ("https://user:pw@127.3.2.1", True),
+        ("http://[::1]:80/", True),
+        ("http://[0:0:0:0:0:0:0:1]", True),
+        ("http://[::]", True),
+        ("http://0.0.0.0:5000", True),
+        ("http://[::ffff:127.0.0.1]", True),
+        ("http://localhost.example.com", False),
+        ("http://0.0.0.0.nip.io", False),
+        ("http://[::2]", False),
+        ("https://hf-mirror.com", False),
+        ("http://10.0.0.1:8080", False),
+    ],
+)
+def test_loopback_mirrors_are_recognised_for_the_policy(endpoint: str, loopback: bool) -> None:
+    # The regular expression the tenancy policy's CEL rule runs (RE2 reads it the same).
+    assert bool(re.match(LOOPBACK_URL, endpoint)) is loopback
+    rules = [v["expression"] for v in policy.policy()["spec"]["validations"]]
+    assert any(LOOPBACK_URL.replace("\\", "\\\\") in r and "allowLoopbackMirrors" in r for r in rules)

@@ -218,6 +218,15 @@ class StorageSpec(_Model):
 #: CEL URL and IP libraries cost more than a CRD's budget allows.
 LINK_LOCAL_URL = r"(?i)^https?://([^/@]*@)?(169\.254\.|\[fe[89ab][0-9a-f]:|(0x[0-9a-f]+|[0-9]+)(:[0-9]*)?(/|$))"
 
+#: A mirror on loopback (127.0.0.0/8, ::1, ::, 0.0.0.0, localhost): from a download pod that is the
+#: pod itself, and from a pod with the host's network the node's own services. A development cluster
+#: may mean it (a Hub beside the node); a shared one never does, so a namespace bound to a MiniMaxPolicy
+#: is refused it unless the policy says allowLoopbackMirrors (manifests/policy.py).
+LOOPBACK_URL = (
+    r"(?i)^https?://([^/@]*@)?(localhost\.?(:[0-9]*)?(/|$)|127\.|0\.0\.0\.0(:[0-9]*)?(/|$)|"
+    r"\[[0:]*(:0*1)?\](:[0-9]*)?(/|$)|\[::ffff:(127\.|7f))"
+)
+
 
 class DownloadSpec(_Model):
     """How the weights are fetched."""
@@ -555,6 +564,11 @@ class MiniMaxPolicySpec(_Model):
     )
     allowCustomRepos: bool = Field(default=False, description="Whether spec.repo may name any Hugging Face repo.")
     allowMirrors: bool = Field(default=False, description="Whether spec.download.endpoint may name a mirror.")
+    allowLoopbackMirrors: bool = Field(
+        default=False,
+        description="Whether that mirror may be on loopback (localhost, 127.0.0.0/8, ::1): only a development "
+        "cluster means it. Link-local addresses (cloud metadata) are refused by the CRD whatever the policy.",
+    )
     maxGPUsPerReplica: int | None = Field(
         default=None, ge=1, le=16, description="Most GPUs per replica (tensorParallelSize, or the preset's default)."
     )

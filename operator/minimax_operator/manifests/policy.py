@@ -8,7 +8,7 @@ One policy, for MiniMaxDeployments and MiniMaxModelCaches (a cache could otherwi
 a repo or use a mirror its namespace may not: the repo, model and mirror rules apply to
 both; GPU and ChatOS rules to deployments only); one binding per tier (a namespace label
 selector) whose parameters are a MiniMaxPolicy object (api/v1alpha1.MiniMaxPolicySpec:
-allowed presets, custom repos, mirrors, GPUs per replica and per resource, ChatOS
+allowed presets, custom repos, mirrors (on loopback or not), GPUs per replica and per resource, ChatOS
 ConfigMaps). A list field that is absent allows everything; custom repos and mirrors are
 refused unless allowed. The presets' default tensor-parallel sizes are written into the
 policy from api/presets.py, so a spec that leaves tensorParallelSize out is judged by
@@ -21,6 +21,7 @@ from typing import Any
 
 from ..api.names import CACHE_KIND, CACHE_PLURAL, GROUP, PLURAL, POLICY_KIND, VERSION
 from ..api.presets import PRESETS
+from ..api.v1alpha1 import LOOPBACK_URL
 
 POLICY_NAME = "minimax-operator-tenancy"
 Obj = dict[str, Any]
@@ -74,6 +75,15 @@ def policy() -> Obj:
             f"(has({p}.allowMirrors) && {p}.allowMirrors)",
             "messageExpression": "'spec.download.endpoint: mirrors are not allowed in namespace ' + "
             "object.metadata.namespace" + _tail("allowMirrors"),
+            "reason": "Forbidden",
+        },
+        {
+            "expression": "!has(object.spec.download) || !has(object.spec.download.endpoint) || "
+            f"!object.spec.download.endpoint.matches('{LOOPBACK_URL.replace(chr(92), chr(92) * 2)}') || "
+            f"(has({p}.allowLoopbackMirrors) && {p}.allowLoopbackMirrors)",
+            "messageExpression": "'spec.download.endpoint: ' + object.spec.download.endpoint + ' is on loopback (in "
+            "a download pod, the pod itself); name the mirror by its Service or host name'"
+            + _tail("allowLoopbackMirrors"),
             "reason": "Forbidden",
         },
         {
