@@ -4,18 +4,21 @@ The ConfigMap is shared: people edit it by hand, other resources register in
 it. So these pure functions change exactly one entry, keep the document's shape
 (a top-level list, or an object with a `models` list and other keys), its key order,
 its indentation (or compactness), and unknown fields, and refuse rather than rewrite
-text they cannot keep exactly: invalid JSON, duplicate keys, numbers JSON cannot carry
-(1e400, NaN), nesting deeper than any models.json needs, or a result past the 1 MiB a
-ConfigMap holds. Which entries the operator owns is recorded in an annotation on the
-ConfigMap (model_id -> namespace/name), not in the entries, so ChatOS sees clean
-entries; of several entries with one model_id, the operator's is the one that points
-at its server (a person's entry of the same model_id is never touched).
+text they cannot keep exactly: invalid JSON, duplicate keys, NaN and Infinity (not JSON),
+nesting deeper than any models.json needs, or a result past the 1 MiB a ConfigMap holds.
+Numbers are written back as they were written (`1.10`, `1e5`, `1e400`, a 5,000-digit
+integer): Python would reparse them into floats and ints and print them its own way.
+Which entries the operator owns is recorded in an annotation on the ConfigMap (model_id ->
+namespace/name), not in the entries, so ChatOS sees clean entries; of several entries with one
+model_id, the operator's is the one that points at its server (a person's entry of the same
+model_id is never touched).
 """
 
 from __future__ import annotations
 
 import json
-import math
+import re
+import secrets
 from typing import Any
 
 from ..api.names import OWNERS_ANNOTATION
@@ -83,31 +86,55 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ChatOSConfigError(f"the number {text[:40]} cannot be written back as JSON: it would become Infinity")
-    return value
+class _Numbers:
+    """Every number of a document, kept as its text while the document is edited.
+
+    Why not parse them: json.loads turns `1.10` and `1e5` into floats that print as `1.1` and
+    `100000.0`, `1e400` into inf (printed as `Infinity`, which strict readers refuse), and refuses
+    an integer past 4,300 digits with a ValueError. So each number is parsed into a placeholder
+    string that no document can hold by chance (a NUL and a random token), and the text replaces
+    the placeholder again in the dump.
+    """
+
+    def __init__(self) -> None:
+        self.token = secrets.token_hex(16)
+        self.texts: list[str] = []
+
+    def keep(self, text: str) -> str:
+        self.texts.append(text)
+        return f"\x00{self.token}#{len(self.texts) - 1}"
+
+    def restore(self, dumped: str) -> str:
+        # json.dumps writes the NUL as \u0000, whatever ensure_ascii says.
+        pattern = re.compile(r'"\\u0000' + self.token + r'#([0-9]+)"')
+        return pattern.sub(lambda m: self.texts[int(m.group(1))], dumped)
 
 
 def _constant(name: str) -> Any:
     raise ChatOSConfigError(f"{name} is not JSON (strict readers refuse it)")
 
 
-def _load(text: str | None, key: str) -> Any:
+def _load(text: str | None, key: str) -> tuple[Any, _Numbers]:
+    numbers = _Numbers()
     if text is None or not text.strip():
-        return []
+        return [], numbers
     if _nesting(text) > MAX_DEPTH:
         raise ChatOSConfigError(f"{key} nests deeper than {MAX_DEPTH} levels: that is no models.json")
     try:
-        doc = json.loads(text, object_pairs_hook=_no_duplicates, parse_float=_finite, parse_constant=_constant)
+        doc = json.loads(
+            text,
+            object_pairs_hook=_no_duplicates,
+            parse_float=numbers.keep,
+            parse_int=numbers.keep,
+            parse_constant=_constant,
+        )
     except json.JSONDecodeError as e:
         raise ChatOSConfigError(f"{key} is not valid JSON (line {e.lineno}, column {e.colno}): {e.msg}") from e
     except ChatOSConfigError as e:
         raise ChatOSConfigError(f"{key}: {e}") from e
     except RecursionError as e:
         raise ChatOSConfigError(f"{key} nests too deeply to be edited safely") from e
-    return doc
+    return doc, numbers
 
 
 def _nesting(text: str) -> int:
@@ -143,11 +170,12 @@ def _style(text: str | None) -> int | None:
     return None if "\n" not in text.strip() else 2
 
 
-def _dump(doc: Any, indent: int | None, key: str) -> str:
+def _dump(doc: Any, numbers: _Numbers, indent: int | None, key: str) -> str:
     if indent is None:
         text = json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n"
     else:
         text = json.dumps(doc, indent=indent, ensure_ascii=False) + "\n"
+    text = numbers.restore(text)
     if len(text.encode()) > CONFIGMAP_MAX_BYTES - 64 * 1024:
         raise ChatOSConfigError(
             f"{key} would grow to {len(text.encode())} bytes, past what a ConfigMap holds (1 MiB): nothing was written"
@@ -178,7 +206,7 @@ def upsert(
 
     Returns (new text, new owners), or (None, owners) when nothing changes.
     """
-    doc = _load(text, key)
+    doc, numbers = _load(text, key)
     entries = _entries(doc, key)
     model_id = entry["model_id"]
     holder = owners.get(model_id)
@@ -209,7 +237,7 @@ def upsert(
     _replace_entries(doc, kept)
     if json.dumps(kept) == before and new_owners == owners:
         return None, owners
-    return _dump(doc, _style(text), key), new_owners
+    return _dump(doc, numbers, _style(text), key), new_owners
 
 
 def remove(
@@ -223,12 +251,12 @@ def remove(
     if not mine:
         return None, owners
     new_owners = {m: o for m, o in owners.items() if o != owner}
-    doc = _load(text, key)
+    doc, numbers = _load(text, key)
     entries = _entries(doc, key)
     url = owner_url(owner)
     drop = {i for m in mine for i in _mine(entries, m, url)}
     _replace_entries(doc, [e for i, e in enumerate(entries) if i not in drop])
-    return _dump(doc, _style(text), key), new_owners
+    return _dump(doc, numbers, _style(text), key), new_owners
 
 
 def _replace_entries(doc: Any, entries: list[Any]) -> None:
