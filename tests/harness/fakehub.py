@@ -64,6 +64,7 @@ class Faults:
     oversize: dict[str, int] = field(default_factory=dict)  # path -> bytes sent beyond the listed size
     release: threading.Event = field(default_factory=threading.Event)
     bytes_per_second: int = 0  # per connection; 0: as fast as it goes
+    no_hashes: bool = False  # a mirror that lists sizes only: no LFS sha256, no git blob id
 
 
 def make_files(root: Path, shards: int, shard_bytes: int) -> dict[str, Path]:
@@ -229,6 +230,8 @@ class _Handler(BaseHTTPRequestHandler):
                     }
                     for f in repo.files.values()
                 ]
+                if self.fake.faults.no_hashes:
+                    siblings = [{"rfilename": s["rfilename"], "size": s["size"]} for s in siblings]
                 info = {"id": repo.repo_id, "modelId": repo.repo_id, "sha": repo.commit, "siblings": siblings}
                 self._send(200, json.dumps(info).encode(), {"Content-Type": "application/json"})
         elif m := _TREE.match(path):
@@ -244,6 +247,8 @@ class _Handler(BaseHTTPRequestHandler):
                     }
                     for f in repo.files.values()
                 ]
+                if self.fake.faults.no_hashes:
+                    tree = [{"type": "file", "size": t["size"], "path": t["path"]} for t in tree]
                 self._send(200, json.dumps(tree).encode(), {"Content-Type": "application/json"})
         elif m := _RESOLVE.match(path):
             repo = self._repo(m.group(1), m.group(2))
@@ -287,8 +292,10 @@ class _Handler(BaseHTTPRequestHandler):
         with f.source.open("rb") as src:
             src.seek(start)
             remaining = length
+            # Throttled, a chunk is what a quarter second carries: a trickle sends a few bytes at a time.
+            step = max(1, min(1 << 20, faults.bytes_per_second // 4)) if faults.bytes_per_second else 1 << 20
             while remaining > 0:
-                chunk = src.read(min(1 << 20, remaining))
+                chunk = src.read(min(step, remaining))
                 if f.path in faults.corrupt:
                     chunk = bytes(b ^ 0xFF for b in chunk[:16]) + chunk[16:]
                 if cut is not None and sent + len(chunk) > cut:

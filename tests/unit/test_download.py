@@ -179,6 +179,39 @@ def test_stalled_server_ends_the_attempt(hub: FakeHub, tmp_path: Path) -> None:
     assert code == 3 and result["reason"] == "Stalled"
 
 
+def test_a_mirror_that_trickles_is_a_stall(hub: FakeHub, tmp_path: Path) -> None:
+    # Bytes keep coming, so "no bytes for N s" never fires; too few over the window does.
+    hub.faults.bytes_per_second = 400
+    code, result, _ = run(
+        hub.url, tmp_path / "m", "--stall-seconds", "2", "--min-bytes-per-second", "4096", "--progress-interval", "0.25"
+    )
+    assert code == 3 and result["reason"] == "Stalled" and "trickling" in result["message"], result
+
+
+def test_a_download_past_its_deadline_ends_with_a_reason(hub: FakeHub, tmp_path: Path) -> None:
+    hub.faults.bytes_per_second = 64 * 1024
+    code, result, _ = run(hub.url, tmp_path / "m", "--deadline-seconds", "1", "--progress-interval", "0.25")
+    assert code == 3 and result["reason"] == "DeadlineExceeded", result
+    assert "spec.download.deadlineSeconds (1 s)" in result["message"]
+
+
+@pytest.mark.parametrize(
+    ("elapsed", "span", "arrived", "reason"),
+    [
+        (5, 600, 0, "Stalled"),  # nothing for the whole window
+        (5, 600, 600, "Stalled"),  # a byte a second
+        (5, 600, 600 * 20_000, None),  # above the floor
+        (5, 300, 0, None),  # the window is not full yet
+        (3601, 600, 10**9, "DeadlineExceeded"),  # fast, but past the deadline
+        (3599, 600, 10**9, None),
+    ],
+)
+def test_what_ends_a_download_pod(elapsed: float, span: float, arrived: int, reason: str | None) -> None:
+    progress = download.Progress(Path("/nonexistent"), [], "c" * 40, 10, 600, 16 * 1024, 3600)
+    verdict = progress.judge(elapsed, span, arrived, 0)
+    assert (verdict or {}).get("reason") == reason
+
+
 def test_too_small_a_volume_fails_before_downloading(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     files = [download.RemoteFile("a.safetensors", 300 * 10**9, "x")]
 

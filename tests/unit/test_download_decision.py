@@ -124,6 +124,15 @@ CASES: list[tuple[str, Observed, tuple[str, str], dict[str, Any]]] = [
         {"verified.commit": COMMIT, "verified.commits": 2, "download.progress": "100%", "keep_older_attempts": False},
     ),
     (
+        "Job complete from a mirror that lists no hash for some files: said, not hidden",
+        observed(
+            job=job("Complete"),
+            pods=(pod("Succeeded", json.dumps({**json.loads(RESULT), "filesSizeOnly": 2})),),
+        ),
+        ("True", "Downloaded"),
+        {"download.filesSizeOnly": 2, "message~": "2 of its files by size alone: the mirror lists no hash"},
+    ),
+    (
         "Job complete, result already in status (pods gone)",
         observed(
             job=job("Complete"),

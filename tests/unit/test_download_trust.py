@@ -223,3 +223,18 @@ def test_files_kept_in_git_are_verified_by_their_blob_id(tmp_path: Path, source:
         code, result, out = download(hub, tmp_path / "claim")
     assert code == 1 and result["reason"] == "VerificationFailed", out
     assert "config.json does not match its git" in result["message"]
+
+
+def test_a_mirror_that_lists_no_hash_is_said_in_the_result(tmp_path: Path, source: dict[str, Path]) -> None:
+    """Sizes only: the files are checked by size (nothing else is possible), and the result says how
+    many, for the cache's status and its Ready message."""
+    with FakeHub() as hub:
+        hub.add_repo(REPO, source)
+        hub.faults.no_hashes = True
+        code, result, out = download(hub, tmp_path / "claim")
+    assert code == 0, out
+    assert result["filesSizeOnly"] == result["filesTotal"] == len(source)
+    with FakeHub() as hub:
+        hub.add_repo(REPO, source)
+        code, result, out = download(hub, tmp_path / "claim2")
+    assert code == 0 and "filesSizeOnly" not in result, out

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from minimax_operator.api.names import SERVES_ANNOTATION
 from minimax_operator.api.v1alpha1 import MiniMaxDeploymentSpec, MiniMaxModelCacheSpec
 from minimax_operator.model.deployment import WeightsSource, resolve
@@ -70,6 +72,15 @@ def test_mirror_and_patterns_reach_the_downloader_and_change_the_job() -> None:
     assert render_cache.download_job_name(rc(download=spec), 0) != render_cache.download_job_name(rc(), 0)
     assert render_cache.download_job_name(rc(revision="v2"), 0) != render_cache.download_job_name(rc(), 0)
     assert render_cache.download_job_name(rc(), 1).endswith("-r1")
+
+
+def test_a_deadline_reaches_the_downloader_only_when_set() -> None:
+    args = pod(render_cache.download_job(rc(download={"deadlineSeconds": 7200}), OWNER, OperatorSettings()))
+    assert args["containers"][0]["args"][-2:] == ["--deadline-seconds", "7200"]
+    plain = pod(render_cache.download_job(rc(), OWNER, OperatorSettings()))["containers"][0]["args"]
+    assert "--deadline-seconds" not in plain  # the Job of an existing cache is not changed by an upgrade
+    with pytest.raises(ValueError, match="greater than or equal to 60"):
+        rc(download={"deadlineSeconds": 5})
 
 
 def test_server_cache_folders_are_prepared_for_the_images_given() -> None:

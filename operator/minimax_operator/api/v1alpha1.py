@@ -265,6 +265,13 @@ class DownloadSpec(_Model):
     allowPatterns: list[Annotated[str, Field(max_length=512)]] = Field(
         default_factory=list, max_length=64, description="Only files matching these globs are downloaded."
     )
+    deadlineSeconds: int | None = Field(
+        default=None,
+        ge=60,
+        description="Give a download pod this long in all; past it the pod ends with DeadlineExceeded and the "
+        "Job's next pod resumes (the Job's retries bound the whole). Without it only a stall ends a pod: under "
+        "16 KiB/s for 10 minutes, a mirror that trickles included.",
+    )
     podAnnotations: dict[str, str] = Field(default_factory=dict, description="Annotations on the download pod.")
 
 
@@ -344,6 +351,7 @@ class MiniMaxDeploymentSpec(_Model):
                 ),
                 cel(
                     "!has(self.cacheRef) || (!has(self.download.endpoint) && !has(self.download.tokenSecretRef) && "
+                    "!has(self.download.deadlineSeconds) && "
                     "(!has(self.download.allowPatterns) || size(self.download.allowPatterns) == 0))",
                     "spec.download cannot be set with spec.cacheRef: the cache's spec.download decides how the "
                     "weights are fetched",
@@ -429,6 +437,10 @@ class DownloadStatus(_Model):
     bytesTotal: int | None = None
     filesDone: int | None = None
     filesTotal: int | None = None
+    filesSizeOnly: int | None = Field(
+        default=None,
+        description="Files checked by their size alone: the Hub or mirror listed no hash for them.",
+    )
     bytesPerSecond: int | None = None
     etaSeconds: int | None = None
     progress: str | None = Field(default=None, description="Percentage done, for kubectl get.")

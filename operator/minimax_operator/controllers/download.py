@@ -171,7 +171,8 @@ def decide(o: Observed) -> Decision:
 
 def _completed(o: Observed, dl: Obj) -> Decision:
     if o.same_key and o.previous.get("jobName") == o.job_name and o.previous.get("path"):
-        result: Obj = {k: o.previous[k] for k in ("revision", "path", "filesTotal", "bytesTotal") if k in o.previous}
+        keys = ("revision", "path", "filesTotal", "bytesTotal", "filesSizeOnly")
+        result: Obj = {k: o.previous[k] for k in keys if k in o.previous}
     else:  # read once: the pods (and their termination messages) may be gone later
         result = parse_result(st.terminated_message(list(o.pods), "Succeeded"))
     if not result.get("path"):
@@ -187,6 +188,11 @@ def _completed(o: Observed, dl: Obj) -> Decision:
     path = str(result["path"])
     commit = result.get("revision")
     dl.update({k: result[k] for k in ("revision", "filesTotal", "bytesTotal") if result.get(k) is not None})
+    size_only = result.get("filesSizeOnly")
+    if isinstance(size_only, int) and size_only > 0:
+        dl["filesSizeOnly"] = size_only
+    else:
+        dl.pop("filesSizeOnly", None)
     dl["path"] = path
     dl.pop("lastFailureTime", None)
     if dl.get("bytesTotal"):
@@ -204,8 +210,15 @@ def _completed(o: Observed, dl: Obj) -> Decision:
     if commit is not None:
         verified["commit"] = commit
     at = f" commit {commit[:12]}" if commit else ""
+    weak = (
+        f"; {dl['filesSizeOnly']} of its files by size alone: the mirror lists no hash for them"
+        if dl.get("filesSizeOnly")
+        else ""
+    )
     return Decision(
-        st.true("Ready", "Downloaded", f"{o.repo} {o.revision}{at} verified in PVC {o.claim_name}, folder {path}"),
+        st.true(
+            "Ready", "Downloaded", f"{o.repo} {o.revision}{at} verified in PVC {o.claim_name}, folder {path}{weak}"
+        ),
         dl,
         verified=verified,
         keep_older_attempts=False,

@@ -34,6 +34,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,7 +109,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--endpoint", default=os.environ.get("HF_ENDPOINT"), help="Hub or mirror URL (HF_ENDPOINT)")
     p.add_argument("--max-workers", type=int, default=8, help="files fetched in parallel")
     p.add_argument("--progress-interval", type=float, default=10.0, help="seconds between progress lines")
-    p.add_argument("--stall-seconds", type=float, default=600.0, help="give up (and let the Job retry) after this")
+    p.add_argument(
+        "--stall-seconds",
+        type=float,
+        default=600.0,
+        help="give up (and let the Job retry) when fewer than --min-bytes-per-second arrived over this long",
+    )
+    p.add_argument(
+        "--min-bytes-per-second",
+        type=float,
+        default=16 * 1024,
+        help="slowest average rate over --stall-seconds that is not a stall (a mirror that trickles bytes)",
+    )
+    p.add_argument(
+        "--deadline-seconds",
+        type=float,
+        default=0,
+        help="give up after this long in all (spec.download.deadlineSeconds; 0: no deadline)",
+    )
     p.add_argument(
         "--server-cache",
         action="append",
@@ -412,10 +430,20 @@ class Progress(threading.Thread):
     partial files (ours and huggingface_hub's for Xet files).
     """
 
-    def __init__(self, dest: Path, files: list[RemoteFile], commit: str, interval: float, stall_seconds: float):
+    def __init__(
+        self,
+        dest: Path,
+        files: list[RemoteFile],
+        commit: str,
+        interval: float,
+        stall_seconds: float,
+        min_rate: float = 0.0,
+        deadline_seconds: float = 0.0,
+    ):
         super().__init__(daemon=True)
         self.dest, self.files, self.commit = dest, files, commit
         self.interval, self.stall_seconds = interval, stall_seconds
+        self.min_rate, self.deadline_seconds = min_rate, deadline_seconds
         self.total = sum(f.size for f in files)
         self.done = threading.Event()
 
@@ -449,7 +477,11 @@ class Progress(threading.Thread):
         return done
 
     def run(self) -> None:
-        last_bytes, last_time, last_change = self.measure()[0], time.monotonic(), time.monotonic()
+        start = last_time = time.monotonic()
+        last_bytes = self.measure()[0]
+        #: (time, bytes) samples of the last stall window: a stall is too few bytes over it, not
+        #: only none (a mirror that sends a byte a second never stops "making progress").
+        window: deque[tuple[float, int]] = deque([(start, last_bytes)])
         rate = 0.0
         while not self.done.wait(self.interval):
             now = time.monotonic()
@@ -457,13 +489,33 @@ class Progress(threading.Thread):
             # Exponential moving average: steady speed and ETA despite bursty writes.
             sample = (current - last_bytes) / max(now - last_time, 1e-6)
             rate = sample if rate == 0 else 0.7 * rate + 0.3 * sample
-            if current != last_bytes:
-                last_change = now
             last_bytes, last_time = current, now
+            window.append((now, current))
+            while len(window) > 1 and now - window[1][0] >= self.stall_seconds:
+                window.popleft()
             self.report(rate)
-            if now - last_change > self.stall_seconds:
-                terminate({"reason": "Stalled", "message": f"no bytes received for {int(self.stall_seconds)} s"})
+            verdict = self.judge(now - start, now - window[0][0], current - window[0][1], current)
+            if verdict:
+                terminate(verdict)
                 os._exit(3)  # the Job starts a new pod, which resumes from the partial files
+
+    def judge(self, elapsed: float, span: float, arrived: int, done: int) -> dict[str, str] | None:
+        """Stalled, DeadlineExceeded or None (pure: `span` seconds of the window saw `arrived` bytes)."""
+        if self.deadline_seconds and elapsed > self.deadline_seconds:
+            return {
+                "reason": "DeadlineExceeded",
+                "message": f"the download ran past spec.download.deadlineSeconds ({int(self.deadline_seconds)} s) "
+                f"with {done} of {self.total} bytes; the Job's next pod resumes from them",
+            }
+        if span >= self.stall_seconds and arrived <= max(self.min_rate * span, 0):
+            if arrived <= 0:
+                return {"reason": "Stalled", "message": f"no bytes received for {int(span)} s"}
+            return {
+                "reason": "Stalled",
+                "message": f"only {arrived} bytes in {int(span)} s, under {int(self.min_rate)} bytes/s: "
+                "the mirror is trickling; the Job's next pod resumes",
+            }
+        return None
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -477,6 +529,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if not files:
         raise DownloadError("NoFiles", f"no file of {args.repo} matches spec.download.allowPatterns")
     result: dict[str, Any] = {"revision": commit, "filesTotal": len(files), "bytesTotal": sum(f.size for f in files)}
+    if size_only := sum(1 for f in files if not f.digest):
+        # A mirror that lists neither an LFS sha256 nor a git blob id: said in the status, not hidden.
+        result["filesSizeOnly"] = size_only
     kept: list[dict[str, Any]] = []
     if args.root:
         root = Path(args.root)
@@ -502,7 +557,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     _drop_unresumable_partials(hf_home)
     check_space(dest, Path(args.claim_mount or args.root or dest), files, kept)
     started = time.monotonic()
-    progress = Progress(dest, files, commit, args.progress_interval, args.stall_seconds)
+    progress = Progress(
+        dest,
+        files,
+        commit,
+        args.progress_interval,
+        args.stall_seconds,
+        args.min_bytes_per_second,
+        args.deadline_seconds,
+    )
     progress.start()
     fetcher = Fetcher(api, args.repo, commit, dest, token)
     try:

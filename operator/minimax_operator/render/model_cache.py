@@ -147,6 +147,8 @@ def download_job(
         args += ["--allow-pattern", pattern]
     for folder in compile_folders:
         args += ["--server-cache", f"{MODELS_MOUNT}/{folder}"]
+    if d.deadlineSeconds:
+        args += ["--deadline-seconds", str(d.deadlineSeconds)]
     env: list[Obj] = [
         {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"},
         {"name": "HF_XET_HIGH_PERFORMANCE", "value": "1"},
