@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import io
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hyp
 from pydantic import ValidationError
 
 from minimax_operator.api.flags import OWNED_ENV, OWNED_LONG, OWNED_SHORT, owned_flag
@@ -300,3 +305,65 @@ def test_loopback_mirrors_are_recognised_for_the_policy(endpoint: str, loopback:
     assert bool(re.match(LOOPBACK_URL, endpoint)) is loopback
     rules = [v["expression"] for v in policy.policy()["spec"]["validations"]]
     assert any(LOOPBACK_URL.replace("\\", "\\\\") in r and "allowLoopbackMirrors" in r for r in rules)
+
+
+# ---- owned flags, searched: an oracle built like vLLM's parser from the generated table ----------
+
+
+def _vllm_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=True, exit_on_error=False)
+    for long, shorts in OPTIONS.items():
+        parser.add_argument(long, *shorts, dest=long, nargs="?", const="x")
+    # A BooleanOptionalAction's negative form (the table lists the positive one only).
+    parser.add_argument("--no-enable-expert-parallel", dest="--enable-expert-parallel", nargs="?", const="x")
+    return parser
+
+
+_PARSER = _vllm_parser()
+
+
+def _what_vllm_sets(arg: str) -> set[str] | None:
+    """The options `vllm serve` would set from `arg` (FlexibleArgumentParser's rewriting, then
+    argparse with abbreviations); None when it would refuse the argument (ambiguous, unknown)."""
+    key, eq, value = arg.partition("=")
+    if key.startswith("--"):
+        name, dot, rest = key[2:].partition(".")
+        key = "--" + name.replace("_", "-") + dot + rest
+    args = [key.split(".")[0], "{}"] if key.startswith("-") and "." in key else [key + eq + value]
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            ns, rest = _PARSER.parse_known_args(args)
+    except (argparse.ArgumentError, SystemExit):
+        return None
+    if rest:
+        return None
+    return {dest for dest, v in vars(ns).items() if v is not None}
+
+
+_SPELLINGS = sorted({*OPTIONS, *(s for shorts in OPTIONS.values() for s in shorts), "--no-enable-expert-parallel"})
+
+
+@hyp.composite
+def _vllm_arguments(draw: hyp.DrawFn) -> str:
+    option = draw(hyp.sampled_from(_SPELLINGS))
+    cut = draw(hyp.integers(min_value=2, max_value=len(option)))
+    arg = option[:cut]
+    if arg.startswith("--") and draw(hyp.booleans()):
+        arg = arg.replace("-", "_").replace("__", "--", 1)
+    if draw(hyp.booleans()):
+        arg += "." + draw(hyp.sampled_from(["x", "a.b", "key"]))
+    if not arg.startswith("--") and len(arg) == 2 and draw(hyp.booleans()):
+        arg += draw(hyp.sampled_from(["2", "1", "x"]))  # a one-letter alias joined to its value
+    if draw(hyp.booleans()):
+        arg += "=" + draw(hyp.sampled_from(["1", "a=b", "x.y"]))
+    return arg
+
+
+@settings(max_examples=2000, deadline=None)
+@given(arg=_vllm_arguments())
+def test_an_argument_vllm_reads_as_an_owned_flag_is_always_refused(arg: str) -> None:
+    sets = _what_vllm_sets(arg)
+    if sets is None:
+        return  # vLLM refuses it itself; refusing it here too costs nothing
+    owned = sets & set(OWNED_LONG)
+    assert (owned_flag(arg) is not None) == bool(owned), (arg, sets)
