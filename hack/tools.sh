@@ -12,6 +12,8 @@
 #                                 kube-proxy, containerd, runc, CNI plugins, CoreDNS,
 #                                 local-path-provisioner)
 #                                 and print their bin dir instead
+#        hack/tools.sh --lws      also build the LeaderWorkerSet controller (LWS_VERSION) and
+#                                 print its folder (bin/lws-controller, crds/, webhooks.yaml)
 # A tool already on PATH at the pinned version is not honoured blindly; set
 # MINIMAX_TOOLS_BIN to a directory holding all of them to skip building.
 set -euo pipefail
@@ -37,11 +39,14 @@ node_tools=(kubelet kube-proxy containerd containerd-shim-runc-v2 ctr runc bridg
 node_key="node-k8s-${KUBERNETES_VERSION}_containerd-${CONTAINERD_VERSION}_runc-${RUNC_VERSION}_cni-${CNI_PLUGINS_VERSION}_coredns-${COREDNS_VERSION}_lpp-${LOCAL_PATH_PROVISIONER_VERSION}"
 node_bin="$cache/$node_key/bin"
 want_node=0; [[ "${1:-}" == "--node" ]] && want_node=1
+lws_dir="$cache/lws-${LWS_VERSION}"
+want_lws=0; [[ "${1:-}" == "--lws" ]] && want_lws=1
+lws_complete() { [[ -x "$lws_dir/bin/lws-controller" && -f "$lws_dir/webhooks.yaml" ]]; }
 
 complete() { for t in "${tools[@]}"; do [[ -x "$bin/$t" ]] || return 1; done; }
 node_complete() { for t in "${node_tools[@]}"; do [[ -x "$node_bin/$t" ]] || return 1; done; }
-if complete && { ((want_node == 0)) || node_complete; }; then
-  if ((want_node)); then echo "$node_bin"; else echo "$bin"; fi
+if complete && { ((want_node == 0)) || node_complete; } && { ((want_lws == 0)) || lws_complete; }; then
+  if ((want_node)); then echo "$node_bin"; elif ((want_lws)); then echo "$lws_dir"; else echo "$bin"; fi
   exit 0
 fi
 [[ "${1:-}" == "--check" ]] && exit 1
@@ -150,6 +155,28 @@ build_node() {
   build_install local-path-provisioner "github.com/rancher/local-path-provisioner@$LOCAL_PATH_PROVISIONER_VERSION" "" "$node_bin"
 }
 
+build_lws() {
+  # The controller, its CRDs and its webhook configuration, from the module at LWS_VERSION. Built in
+  # a module of our own that requires it at that exact version: `go install pkg@version` asks the
+  # proxy for the version list (to check deprecation), which the proxy refuses for this module.
+  lws_complete && return 0
+  local dir="$work/lws"; mkdir -p "$dir" "$lws_dir/bin" "$lws_dir/crds"
+  log "building the LeaderWorkerSet controller $LWS_VERSION (about 1.5 min on 2 cores)"
+  printf 'module minimax-operator.local/lws\n\ngo 1.26.0\n\nrequire sigs.k8s.io/lws %s\n' "$LWS_VERSION" > "$dir/go.mod"
+  printf '//go:build tools\n\npackage tools\n\nimport _ "sigs.k8s.io/lws/cmd"\n' > "$dir/tools.go"
+  (cd "$dir" && GOFLAGS="$GOFLAGS -mod=mod -tags=tools" go mod tidy -e >/dev/null 2>&1 || true
+   cd "$dir" && go build -mod=mod -ldflags "-s -w" -o "$lws_dir/bin/.lws-controller.tmp" sigs.k8s.io/lws/cmd) &&
+    mv "$lws_dir/bin/.lws-controller.tmp" "$lws_dir/bin/lws-controller"
+  local src; src=$(cd "$dir" && go list -mod=mod -m -f '{{.Dir}}' sigs.k8s.io/lws)
+  cp "$src"/config/crd/bases/*.yaml "$lws_dir/crds/"
+  cat "$src/config/webhook/manifests.yaml" > "$lws_dir/webhooks.yaml.tmp"
+  # The pod webhooks select LWS's pods only (config/webhook/*-patch.yaml, kustomize's job upstream).
+  cp "$src/config/webhook/mutating-patch.yaml" "$lws_dir/mutating-patch.yaml"
+  cp "$src/config/webhook/validating-patch.yaml" "$lws_dir/validating-patch.yaml"
+  mv "$lws_dir/webhooks.yaml.tmp" "$lws_dir/webhooks.yaml"
+  log "built lws-controller"
+}
+
 build_kubernetes "$bin" kube-apiserver kube-controller-manager kube-scheduler kubectl
 build_etcd
 build_install kwok "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
@@ -160,6 +187,10 @@ if ((want_node)); then
   build_node
   node_complete || { echo "error: some node tools failed to build under $node_bin" >&2; exit 1; }
   echo "$node_bin"
+elif ((want_lws)); then
+  build_lws
+  lws_complete || { echo "error: the LeaderWorkerSet controller failed to build under $lws_dir" >&2; exit 1; }
+  echo "$lws_dir"
 else
   echo "$bin"
 fi

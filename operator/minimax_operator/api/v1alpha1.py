@@ -358,10 +358,19 @@ class MiniMaxDeploymentSpec(_Model):
                     ".download",
                 ),
                 cel(
-                    "!has(self.tensorParallelSize) || self.gpu.perNode % self.tensorParallelSize == 0",
-                    "tensorParallelSize must divide spec.gpu.perNode (GPUs per node); "
-                    "multi-node serving is not supported in v1alpha1",
+                    "!has(self.tensorParallelSize) || ((self.tensorParallelSize * (has(self.pipelineParallelSize) ? "
+                    "self.pipelineParallelSize : 1)) % (has(self.nodes) ? self.nodes : 1) == 0 && self.gpu.perNode % "
+                    "((self.tensorParallelSize * (has(self.pipelineParallelSize) ? self.pipelineParallelSize : 1)) / "
+                    "(has(self.nodes) ? self.nodes : 1)) == 0)",
+                    "tensorParallelSize x pipelineParallelSize must split evenly over spec.nodes, and each node's "
+                    "share must divide spec.gpu.perNode (GPUs per node)",
                     ".tensorParallelSize",
+                ),
+                cel(
+                    "!has(self.nodes) || self.nodes == 1 || has(self.tensorParallelSize)",
+                    "spec.nodes above 1 needs spec.tensorParallelSize (and spec.pipelineParallelSize) to say how the "
+                    "replica is split; leave all three out and the operator chooses from the model's size",
+                    ".nodes",
                 ),
             ]
         },
@@ -389,6 +398,22 @@ class MiniMaxDeploymentSpec(_Model):
     )
     expertParallel: bool | None = Field(
         default=None, description="Pass --enable-expert-parallel. Needed for TP8 on MiniMax-M2.x."
+    )
+    pipelineParallelSize: int | None = Field(
+        default=None,
+        ge=1,
+        le=16,
+        description="Pipeline stages of one replica (vLLM's --pipeline-parallel-size); GPUs per replica = "
+        "tensorParallelSize x pipelineParallelSize. Default 1, or the operator's choice (see nodes).",
+    )
+    nodes: int | None = Field(
+        default=None,
+        ge=1,
+        le=16,
+        description="Nodes one replica spans, as a LeaderWorkerSet group (vLLM's multi-node mode, without Ray); "
+        "each pod gets GPUs per replica / nodes. Leave tensorParallelSize, pipelineParallelSize and nodes out "
+        "and the operator chooses: the preset's layout when its weights fit one node (spec.gpu), else "
+        "TP = spec.gpu.perNode and PP = nodes, as vLLM's recipes do.",
     )
     replicas: int = Field(default=1, ge=0, le=64, description="Server replicas; 0 parks the model (weights kept).")
     maxModelLen: int | None = Field(default=None, ge=256, le=1048576, description="Context length (--max-model-len).")
@@ -464,6 +489,8 @@ class MiniMaxDeploymentStatus(_Model):
     model: str | None = Field(default=None, description="Preset or repo being served.")
     servedModelName: str | None = None
     tensorParallelSize: int | None = None
+    layout: str | None = Field(default=None, description="How one replica is laid out: TP8, TP8xPP2 2 nodes.")
+    nodes: int | None = Field(default=None, description="Nodes one replica spans.")
     endpoint: str | None = Field(default=None, description="OpenAI-compatible base URL inside the cluster.")
     conditions: list[Condition] = Field(default_factory=list)
     cache: str | None = Field(default=None, description="The MiniMaxModelCache whose weights are served.")

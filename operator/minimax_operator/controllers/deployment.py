@@ -120,6 +120,8 @@ class Reconciler(Base):
                     model=r0.model_label,
                     servedModelName=r0.served_model_name,
                     tensorParallelSize=r0.tensor_parallel_size,
+                    layout=r0.layout.describe(),
+                    nodes=r0.layout.nodes,
                 )
         except (ValidationError, LayoutError) as e:
             reason = e.reason if isinstance(e, LayoutError) else "InvalidSpec"
@@ -155,7 +157,11 @@ class Reconciler(Base):
                 raise LayoutError("cacheRef", f"MiniMaxModelCache {cache_name} has an invalid spec: see its status")
             r = resolve(name, ns, spec, self.settings.vllm_images, w, enforced=enforced)
             new.update(
-                model=r.model_label, servedModelName=r.served_model_name, tensorParallelSize=r.tensor_parallel_size
+                model=r.model_label,
+                servedModelName=r.served_model_name,
+                tensorParallelSize=r.tensor_parallel_size,
+                layout=r.layout.describe(),
+                nodes=r.layout.nodes,
             )
             r = self._neighbours(body, r, w)
             if r0 is None:
@@ -259,7 +265,7 @@ class Reconciler(Base):
         users = self.kube.indexed("MiniMaxDeployment", "cache", meta["namespace"], w.cache)
         field = "cacheRef" if r.spec.cacheRef else "storage.accessMode"
         earlier = claims.neighbours(
-            body, users, w.cache, r.tensor_parallel_size * r.spec.replicas, r.spec.gpu.perNode, field
+            body, users, w.cache, r.layout.gpus * r.spec.replicas, r.spec.gpu.perNode, field
         )
         return dataclasses.replace(r, claim_neighbours=earlier) if earlier else r
 
@@ -287,8 +293,8 @@ class Reconciler(Base):
     def _needs(self, r: Resolved) -> dict[str, Any]:
         return quota.needs(
             r.spec.gpu.resourceName,
-            gpus=r.tensor_parallel_size * r.spec.replicas,
-            pods=max(r.spec.replicas, 1),
+            gpus=r.layout.gpus * r.spec.replicas,  # every pod of every group
+            pods=max(r.spec.replicas, 1) * r.layout.nodes,
             storage=None,
             storage_class=None,
         )

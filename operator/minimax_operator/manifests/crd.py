@@ -162,6 +162,8 @@ def crd() -> dict[str, Any]:
         [
             {"name": "Model", "type": "string", "jsonPath": ".status.model"},
             {"name": "TP", "type": "integer", "jsonPath": ".status.tensorParallelSize"},
+            {"name": "Layout", "type": "string", "jsonPath": ".status.layout", "priority": 1},
+            {"name": "Nodes", "type": "integer", "jsonPath": ".status.nodes"},
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
             {"name": "Ready", "type": "string", "jsonPath": READY_COLUMN},
             {"name": "Download", "type": "string", "jsonPath": ".status.download.progress"},

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from ..api.presets import PRESETS, Preset
 from ..api.v1alpha1 import NAME_MAX, NAME_PATTERN, NAME_RULE_MESSAGE, MiniMaxDeploymentSpec, MiniMaxModelCacheSpec
 from ..protocol import MODELS_MOUNT, legacy_folder
+from . import layout as layouts
 from .errors import LayoutError, PodSecurityRefused
-from .model_cache import GB, GIB, storage_size
+from .layout import GB, GIB, Layout
+from .model_cache import storage_size
 
 
 def server_root(service: str, namespace: str) -> str:
@@ -58,6 +60,8 @@ class Resolved:
     cache: str | None = None
     #: The Pod Security level the server's pods meet: the spec's, else what the namespace enforces.
     pod_security: str = "baseline"
+    #: How one replica is laid out (tensor x pipeline over nodes); tensor_parallel_size is its tensor.
+    layout: Layout = Layout(tensor=1)
 
     @property
     def weights_path(self) -> str:
@@ -149,7 +153,8 @@ def resolve(
                 f"MiniMaxModelCache {weights.cache} holds {cache_repo}, but this resource serves {repo}: "
                 "name a cache of the same repo",
             )
-    tp = spec.tensorParallelSize or (preset.tensor_parallel_size if preset else 1)
+    lay = layouts.layout(spec, preset)
+    tp = lay.tensor
     ep = spec.expertParallel if spec.expertParallel is not None else (preset.expert_parallel if preset else False)
     image = (
         spec.vllm.image
@@ -166,7 +171,7 @@ def resolve(
     else:
         source = MiniMaxModelCacheSpec(storage=spec.storage, download=spec.download, revision=spec.revision)
         claim = spec.storage.existingClaim or f"{name}-weights"
-        mode = None if spec.storage.existingClaim else spec.storage.accessMode
+        mode = None if spec.storage.existingClaim else layouts.storage(spec, preset).accessMode
         revision = spec.revision
         size = "" if spec.cacheRef else storage_size(preset, spec)
     folder = weights.path if weights is not None and weights.path else legacy_folder(repo)
@@ -192,12 +197,19 @@ def resolve(
         endpoint_url=source.download.endpoint,
         cache=weights.cache if weights is not None else None,
         pod_security=pod_security(spec, namespace, enforced),
+        layout=lay,
     )
     check_layout(resolved)
     if mode:
         check_storage(resolved, [mode])
     return resolved
 
+
+#: A replica over several nodes is a LeaderWorkerSet of this name (the server's Service keeps the
+#: resource's name; LWS gives its own headless Service the LeaderWorkerSet's).
+GROUP_SUFFIX = "-group"
+#: LWS names StatefulSets NAME-GROUP and labels their pods with NAME-GROUP-<10-char hash>: 63 at most.
+MULTI_NODE_NAME_MAX = 63 - len(GROUP_SUFFIX) - len("-99-") - 10
 
 #: The namespace label Pod Security admission enforces.
 ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"
@@ -229,10 +241,17 @@ def check_storage(r: Resolved, access_modes: list[str]) -> None:
     on one node (the operator pins them there). ReadWriteOncePod: one pod at all, so one
     replica, no download Job beside the server, no rolling update.
     """
-    replicas, tp, per_node = r.spec.replicas, r.tensor_parallel_size, r.spec.gpu.perNode
+    replicas, tp, per_node = r.spec.replicas, r.layout.gpus, r.spec.gpu.perNode
     field = "storage.existingClaim" if r.spec.storage.existingClaim else "storage.accessMode"
     if "ReadWriteMany" in access_modes:
         return
+    if r.layout.multi_node and access_modes:
+        raise LayoutError(
+            field,
+            f"a replica spans {r.layout.nodes} nodes (a LeaderWorkerSet group) and each of its pods mounts the "
+            f"weights, but the claim is {', '.join(access_modes)}, which attaches to one node (or one pod); use a "
+            "ReadWriteMany storage class and accessMode (one download then serves the whole group)",
+        )
     if "ReadWriteOnce" in access_modes:
         if replicas * tp > per_node:
             raise LayoutError(
@@ -257,13 +276,33 @@ def check_storage(r: Resolved, access_modes: list[str]) -> None:
 
 def check_layout(r: Resolved) -> None:
     """Raise LayoutError for a layout vLLM cannot serve on the declared GPUs."""
-    spec, p, tp = r.spec, r.preset, r.tensor_parallel_size
+    spec, p, tp, lay = r.spec, r.preset, r.tensor_parallel_size, r.layout
     gpus = spec.gpu.perNode
-    if tp > gpus or gpus % tp:
+    per_pod = lay.gpus_per_pod
+    if not per_pod:
+        raise LayoutError(
+            "nodes",
+            f"tensorParallelSize x pipelineParallelSize = {lay.gpus} GPUs cannot be split evenly over "
+            f"{lay.nodes} nodes (spec.nodes)",
+        )
+    if per_pod > gpus or gpus % per_pod:
+        if lay.multi_node:
+            raise LayoutError(
+                "nodes",
+                f"{lay.gpus} GPUs per replica over {lay.nodes} nodes is {per_pod} GPUs a node, which nodes with "
+                f"{gpus} GPUs (spec.gpu.perNode) cannot hold; use more nodes",
+            )
         raise LayoutError(
             "tensorParallelSize",
-            f"{tp} GPUs per replica cannot be placed on nodes with {gpus} GPUs (spec.gpu.perNode); "
-            f"use a tensorParallelSize that divides {gpus}",
+            f"{lay.gpus} GPUs per replica cannot be placed on nodes with {gpus} GPUs (spec.gpu.perNode); "
+            f"use a tensorParallelSize that divides {gpus}, or spec.nodes (and pipelineParallelSize) for a "
+            "replica over several nodes",
+        )
+    if lay.multi_node and len(r.name) > MULTI_NODE_NAME_MAX:
+        raise LayoutError(
+            "metadata.name",
+            f"a replica over several nodes is a LeaderWorkerSet named {r.name}{GROUP_SUFFIX}, whose StatefulSets "
+            f"and pods carry the name in 63-character labels: use a name of at most {MULTI_NODE_NAME_MAX} characters",
         )
     if p is None:
         return
@@ -276,15 +315,16 @@ def check_layout(r: Resolved) -> None:
                 f"is not a multiple of the FP8 block size {p.fp8_block_size}; use tensorParallelSize "
                 f"{p.tensor_parallel_size} or set spec.expertParallel: true",
             )
-    vram_gib = spec.gpu.memoryGiB * tp
+    vram_gib = spec.gpu.memoryGiB * lay.gpus
     util = spec.gpuMemoryUtilization or 0.9
     need_gib = p.weights_vram_gb * GB / GIB
-    if need_gib * 1.05 > vram_gib * util:
+    if not layouts.fits(p, spec, lay.gpus):
         raise LayoutError(
             "tensorParallelSize",
             f"{p.name} needs about {math.ceil(need_gib)} GiB of GPU memory for its weights alone, but "
-            f"{tp} x {spec.gpu.memoryGiB} GiB at {util:.0%} utilization gives {math.floor(vram_gib * util)} GiB; "
-            "use more GPUs per replica, larger GPUs (spec.gpu.memoryGiB) or a smaller checkpoint",
+            f"{lay.gpus} x {spec.gpu.memoryGiB} GiB at {util:.0%} utilization gives {math.floor(vram_gib * util)} "
+            "GiB; use more GPUs per replica (tensorParallelSize, pipelineParallelSize, spec.nodes, or leave them "
+            "out for the operator to choose), larger GPUs (spec.gpu.memoryGiB) or a smaller checkpoint",
         )
     if spec.maxModelLen and spec.maxModelLen > p.max_model_len:
         raise LayoutError(

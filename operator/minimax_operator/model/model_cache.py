@@ -14,10 +14,9 @@ from dataclasses import dataclass
 
 from ..api.presets import PRESETS, Preset
 from ..api.v1alpha1 import NAME_MAX, NAME_PATTERN, MiniMaxDeploymentSpec, MiniMaxModelCacheSpec
+from . import layout
 from .errors import LayoutError
-
-GB = 10**9
-GIB = 2**30
+from .layout import GB, GIB
 
 
 def storage_size(preset: Preset | None, spec: MiniMaxDeploymentSpec | MiniMaxModelCacheSpec) -> str:
@@ -87,15 +86,15 @@ def implicit_cache(spec: MiniMaxDeploymentSpec, legacy_claim: str | None = None)
     resource that wants other weights or storage gets its own. `legacy_claim`: the claim an
     older operator filled for this very resource, adopted as the cache's existing claim.
     """
+    preset = PRESETS.get(spec.model) if spec.model else None
     storage = (
         spec.storage.model_copy(update={"existingClaim": legacy_claim, "size": None})
         if legacy_claim
-        else (spec.storage)
+        else layout.storage(spec, preset)
     )
     cache = MiniMaxModelCacheSpec(
         model=spec.model, repo=spec.repo, revision=spec.revision, storage=storage, download=spec.download
     )
-    preset = PRESETS.get(spec.model) if spec.model else None
     repo = spec.repo or (preset.repo if preset else "")
     identity = json.dumps(
         [
