@@ -13,8 +13,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-tools: ## build or reuse the pinned control-plane binaries (cached outside the repo)
+tools: ## build or reuse the pinned control-plane binaries and LeaderWorkerSet (cached outside the repo)
 	hack/tools.sh >/dev/null
+	hack/tools.sh --lws >/dev/null
 
 cluster-up: venv tools ## start the local cluster (real control plane, kwok GPU nodes)
 	PYTHON=$(abspath $(PY)) hack/cluster.sh up

@@ -12,6 +12,7 @@
 #   hack/cluster.sh real-node-owner   the cluster that has this machine's real node, if one runs
 #   hack/cluster.sh restart [NAME]    stop and start the control plane (the fault tests' API server restart)
 # NAME defaults to $CLUSTER_NAME or "minimax". Several clusters can run at once.
+# LWS=0 leaves LeaderWorkerSet out (hack/lws.py runs its controller, webhooks included, by default).
 # SERVICE_CIDR (on create) widens the Service IP range, e.g. 10.96.0.0/16 (the default
 # range holds about 250 Services; bench/scale.py needs thousands).
 set -euo pipefail
@@ -78,11 +79,16 @@ case "$cmd" in
       echo $! > "$dir/provisioner.pid"
     fi
     k wait --for=condition=Ready node --all --timeout=60s >&2
+    # LeaderWorkerSet, for models served over several nodes (LWS=0: a cluster without it).
+    if [[ "${LWS:-1}" != 0 ]]; then
+      "$python" "$here/lws.py" start --kubeconfig "$kubeconfig" --dir "$dir" >&2
+    fi
     log "ready: export KUBECONFIG=$kubeconfig"
     echo "$kubeconfig"
     ;;
   down)
     provisioner_stop
+    "$python" "$here/lws.py" stop --dir "$dir" >&2 || true
     if [[ -f "$dir/real-node" ]]; then
       "$here/node.sh" stop "$name" || log "stopping the real node failed; deleting the cluster anyway"
     fi

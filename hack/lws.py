@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -95,6 +96,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def wait_tls(port: int, timeout: float, proc: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + timeout
     ctx = ssl.create_default_context()
@@ -113,10 +123,8 @@ def wait_tls(port: int, timeout: float, proc: subprocess.Popen[bytes], log: Path
 def stop(folder: Path, kubeconfig: str | None) -> None:
     pid_file = folder / "lws.pid"
     if pid_file.exists():
-        try:
+        with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(pid_file.read_text()), signal.SIGTERM)
-        except (ProcessLookupError, ValueError):
-            pass
         pid_file.unlink()
     if kubeconfig:
         for kind, name in WEBHOOK_NAMES.items():
@@ -127,7 +135,11 @@ def start(kubeconfig: str, folder: Path) -> None:
     home = lws_home()
     stop(folder, None)
     ca = certificates(folder / "lws-certs")
-    port = free_port()
+    # The port of the last start when it is free: the webhook configurations keep pointing at it
+    # while the controller restarts (a new port would refuse LWS writes until they are re-applied).
+    saved = folder / "lws-port"
+    port = int(saved.read_text()) if saved.exists() and port_free(int(saved.read_text())) else free_port()
+    saved.write_text(str(port))
     kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", str(home / "crds"))
     for attempt in range(30):  # a CRD just created may not be readable for a moment
         try:

@@ -168,11 +168,11 @@ build_lws() {
    cd "$dir" && go build -mod=mod -ldflags "-s -w" -o "$lws_dir/bin/.lws-controller.tmp" sigs.k8s.io/lws/cmd) &&
     mv "$lws_dir/bin/.lws-controller.tmp" "$lws_dir/bin/lws-controller"
   local src; src=$(cd "$dir" && go list -mod=mod -m -f '{{.Dir}}' sigs.k8s.io/lws)
-  cp "$src"/config/crd/bases/*.yaml "$lws_dir/crds/"
+  # (install -m: the module cache's files are read-only; a rebuild must be able to replace them)
+  install -m 0644 "$src"/config/crd/bases/*.yaml "$lws_dir/crds/"
   cat "$src/config/webhook/manifests.yaml" > "$lws_dir/webhooks.yaml.tmp"
   # The pod webhooks select LWS's pods only (config/webhook/*-patch.yaml, kustomize's job upstream).
-  cp "$src/config/webhook/mutating-patch.yaml" "$lws_dir/mutating-patch.yaml"
-  cp "$src/config/webhook/validating-patch.yaml" "$lws_dir/validating-patch.yaml"
+  install -m 0644 "$src/config/webhook/mutating-patch.yaml" "$src/config/webhook/validating-patch.yaml" "$lws_dir/"
   mv "$lws_dir/webhooks.yaml.tmp" "$lws_dir/webhooks.yaml"
   log "built lws-controller"
 }

@@ -159,6 +159,15 @@ def test_the_admission_policy_allows_and_denies_each_rule(cluster: Cluster, ns: 
         wait_for(lambda: "(server dry run)" in verdict(loopback), what="allowLoopbackMirrors opened")
         custom_cache = {"repo": "test-org/x", "storage": {"size": "1Gi"}}
         wait_for(lambda: "(server dry run)" in verdict(custom_cache, CACHE), what="custom repo cache allowed")
+        # GPUs per replica are what the layout uses: MiniMax-M3 in BF16 spans two 8-GPU nodes on 80 GB GPUs.
+        m3 = json.dumps({"spec": {"allowedModels": None, "maxGPUsPerReplica": 8, "maxGPUsPerResource": 16}})
+        cluster.kubectl("patch", "mmpolicy", policy_name, "--type=merge", "-p", m3)
+        wait_for(lambda: "(server dry run)" in verdict({"model": "MiniMax-M1-40k"}), what="allowedModels opened")
+        out = verdict({"model": "MiniMax-M3"})
+        assert "16 GPUs per replica exceed the limit of 8" in out, out
+        assert "(server dry run)" in verdict({"model": "MiniMax-M3", "gpu": {"memoryGiB": 141}})  # one node: 8
+        out = verdict({"model": "MiniMax-M3", "tensorParallelSize": 8, "pipelineParallelSize": 2, "nodes": 2})
+        assert "16 GPUs per replica" in out, out
         # A namespace outside the tier is not limited.
         cluster.kubectl("label", "namespace", ns, "minimax.chatos.io/tier-")
         wait_for(lambda: "(server dry run)" in verdict({"model": "MiniMax-M1-40k"}), what="the tier no longer applies")

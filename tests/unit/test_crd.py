@@ -25,7 +25,7 @@ def test_schema_is_structural() -> None:
 def test_printer_columns_are_the_ones_users_expect() -> None:
     version = crd.crd()["spec"]["versions"][0]
     names = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert names == ["Model", "TP", "Phase", "Ready", "Download", "Endpoint", "Age"]
+    assert names == ["Model", "TP", "Layout", "Nodes", "Phase", "Ready", "Download", "Endpoint", "Age"]
     assert crd.crd()["spec"]["names"]["shortNames"] == ["mmd", "minimax"]
 
 

@@ -25,11 +25,44 @@ def test_every_preset_resolves_with_its_defaults_on_80gb_gpus(name: str) -> None
     assert r.storage_size.endswith("Gi") and int(r.storage_size[:-2]) * 2**30 > p.disk_gb * 1e9
 
 
-def test_m3_bf16_does_not_fit_eight_80gb_gpus_but_fits_141gb() -> None:
+def test_m3_bf16_spans_two_80gb_nodes_unless_told_otherwise() -> None:
+    # About 801 GiB of weights: one node of 8 x 80 GB holds 576 GiB at 90 %, two hold 1,152.
+    r = resolve("m", "ns", spec(model="MiniMax-M3"))
+    assert (r.layout.tensor, r.layout.pipeline, r.layout.nodes, r.layout.chosen) == (8, 2, 2, True)
+    assert r.layout.gpus_per_pod == 8 and r.layout.describe() == "TP8xPP2 2 nodes"
+    assert r.claim_access_mode == "ReadWriteMany"  # every pod of the group mounts the weights
+    # On 141 GB GPUs one node holds it: the preset's layout, a Deployment.
+    one = resolve("m", "ns", spec(model="MiniMax-M3", gpu={"memoryGiB": 141}))
+    assert (one.layout.nodes, one.layout.gpus_per_pod) == (1, 8)
+    # A layout the spec names is kept and checked, not replaced.
     with pytest.raises(LayoutError, match="GiB of GPU memory") as e:
-        resolve("m", "ns", spec(model="MiniMax-M3"))
+        resolve("m", "ns", spec(model="MiniMax-M3", tensorParallelSize=8))
     assert e.value.field == "spec.tensorParallelSize"
-    assert resolve("m", "ns", spec(model="MiniMax-M3", gpu={"memoryGiB": 141})).tensor_parallel_size == 8
+    tp16 = resolve("m", "ns", spec(model="MiniMax-M3", tensorParallelSize=16, nodes=2))
+    assert (tp16.layout.gpus_per_pod, tp16.layout.pipeline) == (8, 1)
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "says"),
+    [
+        ({"tensorParallelSize": 1, "pipelineParallelSize": 3, "nodes": 2}, "spec.nodes", "split evenly"),
+        ({"tensorParallelSize": 16, "nodes": 1}, "spec.tensorParallelSize", "spec.nodes"),
+        ({"tensorParallelSize": 16, "pipelineParallelSize": 2, "nodes": 2}, "spec.nodes", "use more nodes"),
+        ({"tensorParallelSize": 16, "nodes": 2, "storage": {"accessMode": "ReadWriteOnce"}},
+         "spec.storage.accessMode", "ReadWriteMany"),
+    ],
+)  # fmt: skip
+def test_impossible_layouts_name_the_field(fields: dict[str, object], field: str, says: str) -> None:
+    with pytest.raises(LayoutError, match=says) as e:
+        resolve("m", "ns", spec(model="MiniMax-M3", **fields))
+    assert e.value.field == field
+
+
+def test_a_multi_node_name_fits_lws_labels() -> None:
+    with pytest.raises(LayoutError, match="at most 43 characters") as e:
+        resolve("m" * 44, "ns", spec(model="MiniMax-M3"))
+    assert e.value.field == "metadata.name"
+    assert resolve("m" * 43, "ns", spec(model="MiniMax-M3")).layout.nodes == 2
 
 
 def test_m2_tp8_needs_expert_parallel() -> None:

@@ -144,3 +144,43 @@ def test_server_pods_meet_restricted_when_asked_with_a_writable_home() -> None:
     assert {"name": "HOME", "value": "/home/vllm"} in c["env"]
     assert {"name": "home", "mountPath": "/home/vllm"} in c["volumeMounts"]
     assert {"name": "home", "emptyDir": {}} in pod["volumes"]
+
+
+# ---- a replica over several nodes: a LeaderWorkerSet group ----------------------------------------
+
+
+def test_a_model_bigger_than_a_node_is_one_leaderworkerset_group() -> None:
+    rr = r(model="MiniMax-M3")  # BF16 on 8 x 80 GB nodes: TP8 x PP2 over 2 nodes
+    lws = render_server.server(rr, OWNER)
+    assert lws["apiVersion"] == "leaderworkerset.x-k8s.io/v1" and lws["kind"] == "LeaderWorkerSet"
+    assert lws["metadata"]["name"] == "m25-group"  # LWS names its headless Service after it: not the model's
+    group = lws["spec"]["leaderWorkerTemplate"]
+    assert group["size"] == 2 and group["restartPolicy"] == "RecreateGroupOnPodRestart"
+    assert lws["spec"]["rolloutStrategy"]["rollingUpdateConfiguration"] == {"maxUnavailable": 1, "maxSurge": 0}
+    leader, worker = group["leaderTemplate"]["spec"]["containers"][0], group["workerTemplate"]["spec"]["containers"][0]
+    for c in (leader, worker):
+        assert c["resources"]["limits"]["nvidia.com/gpu"] == "8"  # GPUs per pod: a node's share
+        assert c["command"][:2] == ["/bin/sh", "-c"] and "$LWS_WORKER_INDEX" in c["command"][2]
+        assert "--master-addr" in c["command"][2] and "gethostbyname" in c["command"][2]  # ZMQ needs an address
+        args = c["args"]
+        assert args[args.index("--tensor-parallel-size") + 1] == "8"
+        assert args[args.index("--pipeline-parallel-size") + 1] == "2"
+        mount = next(m for m in c["volumeMounts"] if m["mountPath"] == render_server.COMPILE_DIR)
+        assert mount["subPath"].endswith("@tp8-pp2-nodes2")  # never a single-node server's compile cache
+    assert "--headless" not in leader["args"] and leader["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert worker["args"][-1] == "--headless" and "readinessProbe" not in worker and "ports" not in worker
+    svc = render_server.service(rr, OWNER)
+    assert svc["metadata"]["name"] == "m25"
+    assert svc["spec"]["selector"]["leaderworkerset.sigs.k8s.io/worker-index"] == "0"  # the leaders serve
+
+
+def test_a_single_node_server_is_unchanged_by_layouts() -> None:
+    # Releases before layouts rendered exactly this: no new field may roll existing servers.
+    rr = r(model="MiniMax-M2.5")
+    dep = render_server.server(rr, OWNER)
+    assert dep["kind"] == "Deployment"
+    c = container(dep)
+    assert "--pipeline-parallel-size" not in c["args"] and c["resources"]["limits"]["nvidia.com/gpu"] == "4"
+    mount = next(m for m in c["volumeMounts"] if m["mountPath"] == render_server.COMPILE_DIR)
+    assert mount["subPath"] == render_server.compile_folder(rr.image)
+    assert "leaderworkerset.sigs.k8s.io/worker-index" not in render_server.service(rr, OWNER)["spec"]["selector"]

@@ -115,3 +115,45 @@ def test_cache_pods_join_the_servers_only_on_a_readwriteonce_claim() -> None:
     servers = [dep(want=1) | {"metadata": {"name": "b"}}, dep(want=0) | {"metadata": {"name": "parked"}}]
     assert claims.servers_beside("ReadWriteOnce", servers) == ("b",)
     assert claims.servers_beside("ReadWriteMany", servers) == ()
+
+
+def group(want: int = 1, generation: int = 1, **status: Any) -> dict[str, Any]:
+    return {"kind": "LeaderWorkerSet", "metadata": {"generation": generation}, "spec": {"replicas": want},
+            "status": {"observedGeneration": generation, **status}}  # fmt: skip
+
+
+def member(group_index: str, worker: str, deleting: bool = False) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": f"m-group-{group_index}" + (f"-{worker}" if worker != "0" else ""),
+        "labels": {"leaderworkerset.sigs.k8s.io/group-index": group_index,
+                   "leaderworkerset.sigs.k8s.io/worker-index": worker},
+    }  # fmt: skip
+    if deleting:
+        meta["deletionTimestamp"] = "2026-11-30T12:00:00Z"
+    return {"metadata": meta, "status": {"phase": "Running"}}
+
+
+GROUP_CONDITIONS = [
+    ("no group yet", None, 1, [], ("False", "WaitingForWeights")),
+    ("parked", group(0), 0, [], ("False", "Stopped")),
+    ("every group ready", group(1, readyReplicas=1, updatedReplicas=1, replicas=1), 1, [], ("True", "Available")),
+    ("spec changed, not yet seen", group(1, generation=2, readyReplicas=1, updatedReplicas=1, replicas=1) | {
+        "status": {"observedGeneration": 1, "readyReplicas": 1, "updatedReplicas": 1, "replicas": 1}},
+     1, [member("0", "0"), member("0", "1")], ("False", "Starting")),
+    ("a worker lost: its group is short", group(1, replicas=1), 1, [member("0", "0"), member("0", "1", deleting=True)],
+     ("False", "GroupIncomplete")),
+    ("all pods there, loading", group(1, replicas=1), 1, [member("0", "0"), member("0", "1")], ("False", "Starting")),
+    ("a crash in one pod", group(1, replicas=1), 1, [member("0", "0"), pod_waiting("CrashLoopBackOff")],
+     ("False", "CrashLoopBackOff")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("case", "lws", "replicas", "pods", "want"), GROUP_CONDITIONS, ids=[c[0] for c in GROUP_CONDITIONS]
+)
+def test_group_condition(
+    case: str, lws: dict[str, Any] | None, replicas: int, pods: list[dict[str, Any]], want: tuple[str, str]
+) -> None:
+    cond = server.group_condition(lws, replicas, 2, "MiniMax-M3", pods)
+    assert (cond.status, cond.reason) == want, cond.message
+    assert server.needs_group_pods(lws, replicas) == (want[1] not in ("WaitingForWeights", "Stopped", "Available"))

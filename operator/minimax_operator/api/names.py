@@ -69,3 +69,14 @@ COMPONENT_CLAIM = "weights"
 
 #: The vLLM server's port (Service, probes, ChatOS's base_url).
 SERVER_PORT = 8000
+
+# ---- LeaderWorkerSet (an add-on: a replica over several nodes) ---------------------------------
+
+LWS_KIND = "LeaderWorkerSet"
+LWS_API_VERSION = "leaderworkerset.x-k8s.io/v1"
+LWS_PLURAL = "leaderworkersets"
+#: The release the operator is tested with (hack/tools.env), named in MultiNodeUnavailable.
+LWS_TESTED_VERSION = "v0.9.0"
+#: Labels LWS puts on the pods of a group: the pod's place in it (0 is the leader).
+LWS_WORKER_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/worker-index"
+LWS_GROUP_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/group-index"

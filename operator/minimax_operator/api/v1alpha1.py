@@ -199,7 +199,10 @@ class StorageSpec(_Model):
     storageClassName: str | None = Field(default=None, max_length=253, description="Storage class of the PVC.")
     accessMode: Literal["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"] = Field(
         default="ReadWriteOnce",
-        description="ReadWriteMany lets replicas on several nodes share one copy of the weights.",
+        description="ReadWriteMany lets replicas on several nodes share one copy of the weights. Default "
+        "ReadWriteOnce, or ReadWriteMany for a replica over several nodes (spec.nodes).",
+        # Applied by the operator, not the API server, which would store it as if the user had set it.
+        json_schema_extra={"x-minimax-no-crd-default": True},
     )
     existingClaim: str | None = Field(
         default=None, max_length=253, pattern=DNS_SUBDOMAIN, description="Use this PVC instead of creating one."

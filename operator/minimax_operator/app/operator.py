@@ -48,7 +48,7 @@ def build(
         uses=mapping.uses_configmap,
         watch=partial(informers.watch_by_name, "ConfigMap"),
     )
-    deployments = Reconciler(kube, settings, registrar)
+    deployments = Reconciler(kube, settings, registrar, watch_kind=informers.watch_kind)
     caches = CacheReconciler(kube, settings, clock=deployments.clock)
     loop = Loop(router, stores, informers, {KIND: deployments, CACHE_KIND: caches}, workers, resync_seconds)
     return Operator(loop=loop, deployments=deployments, caches=caches)

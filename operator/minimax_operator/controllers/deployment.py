@@ -18,12 +18,23 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from ..api.names import API_VERSION, CACHE_KIND, COMPONENT_SERVER, CREATED_FOR_ANNOTATION, FINALIZER, IMPLICIT_LABEL
+from ..api.names import (
+    API_VERSION,
+    CACHE_KIND,
+    COMPONENT_SERVER,
+    CREATED_FOR_ANNOTATION,
+    FINALIZER,
+    IMPLICIT_LABEL,
+    LWS_API_VERSION,
+    LWS_KIND,
+    LWS_TESTED_VERSION,
+)
 from ..api.v1alpha1 import CONDITION_TYPES, MiniMaxDeploymentSpec, MiniMaxModelCacheSpec
 from ..model import quota
 from ..model.deployment import ENFORCE_LABEL, Resolved, WeightsSource, check_storage, resolve
@@ -40,7 +51,7 @@ from ..runtime.metrics import WRITES
 from . import claims, server, upgrade
 from .base import Base, api_message
 from .chatos import Registrar
-from .errors import CacheNotFound, NameConflict, QuotaExceeded, ReconcileError
+from .errors import CacheNotFound, MultiNodeUnavailable, NameConflict, QuotaExceeded, ReconcileError
 from .ownership import conflict_message, controlled_by, ours
 from .settings import Settings
 
@@ -55,9 +66,19 @@ class UnregisterBlocked(Exception):
 class Reconciler(Base):
     kind = "MiniMaxDeployment"
 
-    def __init__(self, kube: Kube, settings: Settings, registrar: Registrar, **kwargs: Any):
+    def __init__(
+        self,
+        kube: Kube,
+        settings: Settings,
+        registrar: Registrar,
+        watch_kind: Callable[[str], bool] | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(kube, settings, **kwargs)
         self.registrar = registrar
+        #: Starts the watch of an add-on's kind (LeaderWorkerSet) and says whether its API is installed;
+        #: None (tests, one-off commands): reads go to the API, which says it.
+        self.watch_kind = watch_kind
 
     def finalize(self, body: Obj) -> None:
         """On delete: take the model out of ChatOS. The weights stay in their cache.
@@ -264,9 +285,7 @@ class Reconciler(Base):
         meta = body["metadata"]
         users = self.kube.indexed("MiniMaxDeployment", "cache", meta["namespace"], w.cache)
         field = "cacheRef" if r.spec.cacheRef else "storage.accessMode"
-        earlier = claims.neighbours(
-            body, users, w.cache, r.layout.gpus * r.spec.replicas, r.spec.gpu.perNode, field
-        )
+        earlier = claims.neighbours(body, users, w.cache, r.layout.gpus * r.spec.replicas, r.spec.gpu.perNode, field)
         return dataclasses.replace(r, claim_neighbours=earlier) if earlier else r
 
     def _weights(self, r: Resolved, cache_name: str, cache: Obj, new: Obj) -> st.Cond:
@@ -299,11 +318,35 @@ class Reconciler(Base):
             storage_class=None,
         )
 
+    def _multi_node_available(self, r: Resolved) -> None:
+        """A replica over several nodes needs LWS: refused before anything costs when it is missing."""
+        if not r.layout.multi_node:
+            return
+        installed = self.watch_kind(LWS_KIND) if self.watch_kind else self._lws_served()
+        if not installed:
+            raise MultiNodeUnavailable(
+                f"{r.layout.describe()} spans {r.layout.nodes} nodes, a LeaderWorkerSet group, but the cluster does "
+                f"not serve the LeaderWorkerSet API ({LWS_API_VERSION}): install LeaderWorkerSet "
+                f"{LWS_TESTED_VERSION} or later (https://lws.sigs.k8s.io), or use a layout of one node "
+                "(spec.tensorParallelSize, spec.gpu); nothing is downloaded until then"
+            )
+
+    def _lws_served(self) -> bool:
+        try:
+            self.kube.list(LWS_KIND, "default", {})
+            return True
+        except ApiException as e:
+            if e.status == 404:
+                return False
+            raise
+
     def _preflight(self, r: Resolved, owner: Owner) -> None:
         """Check the server's names and the GPU quota before anything is created."""
+        self._multi_node_available(r)
         problems = []
+        kind, name = (LWS_KIND, render.group_name(r)) if r.layout.multi_node else ("Deployment", r.name)
         probes: list[tuple[str, str, Obj]] = [
-            ("Deployment", r.name, render.deployment(r, owner)),
+            (kind, name, render.server(r, owner)),
             ("Service", r.service_name, render.service(r, owner)),
         ]
         for kind, obj_name, want in probes:
@@ -324,10 +367,16 @@ class Reconciler(Base):
     def _server(
         self, r: Resolved, owner: Owner, weights_ready: bool, claim_busy: bool, new: Obj, result: Result
     ) -> st.Cond:
-        """Observe the server, decide (server.action, server.condition), act."""
-        dep = self.kube.get("Deployment", r.namespace, r.name)
+        """Observe the server, decide (server.action, server.condition), act.
+
+        The server is a Deployment on one node, a LeaderWorkerSet over several; a resource whose layout
+        moves between them gets the new one, and the old one (ours only) is deleted once it exists.
+        """
+        multi = r.layout.multi_node
+        kind, name = (LWS_KIND, render.group_name(r)) if multi else ("Deployment", r.name)
+        dep = self.kube.get(kind, r.namespace, name)
         if dep is not None and not controlled_by(dep, owner):
-            raise NameConflict(conflict_message("Deployment", dep))
+            raise NameConflict(conflict_message(kind, dep))
         replicas = r.spec.replicas
         quota_full = ""
         if server.needs_quota_check(weights_ready, claim_busy, dep, replicas):
@@ -339,10 +388,11 @@ class Reconciler(Base):
                 result.requeue(60)
                 return st.false("ServerReady", "QuotaFull", quota_full)
             if step is server.Action.APPLY:
-                dep = self._ensure(render.deployment(r, owner), owner)
+                dep = self._ensure(render.server(r, owner), owner)
                 self._ensure(render.service(r, owner), owner)
+                self._retire(r, owner, "Deployment" if multi else LWS_KIND)
             elif step is server.Action.STOP_FOR_DOWNLOAD:
-                self._ensure(render.deployment(r, owner, replicas=0), owner)
+                self._ensure(render.server(r, owner, replicas=0), owner)
                 new["endpoint"] = r.endpoint
                 return st.false(
                     "ServerReady", "StoppedForDownload", "ReadWriteOncePod: the server stops while the weights download"
@@ -352,12 +402,32 @@ class Reconciler(Base):
             return st.false("ServerReady", "ApplyFailed", api_message(e))
         if dep is not None:
             new["endpoint"] = r.endpoint
+        if multi:
+            needs = server.needs_group_pods(dep, replicas)
+            pods = self.kube.list("Pod", r.namespace, render.selector(r, COMPONENT_SERVER)) if needs else []
+            return server.group_condition(dep, replicas, r.layout.nodes, r.served_model_name, pods)
         pods = (
             self.kube.list("Pod", r.namespace, render.selector(r, COMPONENT_SERVER))
             if server.needs_pods(dep, replicas)
             else []
         )
         return server.condition(dep, replicas, r.served_model_name, pods)
+
+    def _retire(self, r: Resolved, owner: Owner, kind: str) -> None:
+        """The server of the layout this resource had before (one node, or several), if it is ours.
+
+        Looked up in the stores only (ours are all there: the LeaderWorkerSet informer runs from before
+        any of ours was created, Informers.start and watch_kind): a steady state costs no request.
+        """
+        name = render.group_name(r) if kind == LWS_KIND else r.name
+        stores = self.kube.stores
+        if stores is None:
+            old = None if kind == LWS_KIND else self.kube.get(kind, r.namespace, name)
+        else:
+            old = stores[kind].get(r.namespace, name) if kind in stores else None
+        if old is not None and controlled_by(old, owner):
+            self.kube.delete(kind, r.namespace, name)
+            WRITES.labels(kind=kind).inc()
 
 
 def _weights_of(cache_name: str, cache: Obj) -> WeightsSource | None:

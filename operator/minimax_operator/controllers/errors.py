@@ -25,3 +25,9 @@ class CacheNotFound(ReconcileError):
     """spec.cacheRef names a cache that does not exist."""
 
     reason = "CacheNotFound"
+
+
+class MultiNodeUnavailable(ReconcileError):
+    """A replica over several nodes needs the LeaderWorkerSet API, which the cluster does not serve."""
+
+    reason = "MultiNodeUnavailable"

@@ -20,7 +20,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from ..api.names import CACHE_KIND, COMPONENT_DOWNLOAD, FINALIZER, OWNER_LABEL
+from ..api.names import CACHE_KIND, COMPONENT_DOWNLOAD, FINALIZER, LWS_KIND, OWNER_LABEL
 from ..api.presets import PRESETS
 from ..api.v1alpha1 import MiniMaxModelCacheSpec
 from ..model import quota
@@ -30,7 +30,7 @@ from ..protocol import parse_progress
 from ..render import model_cache as render
 from ..render import status as st
 from ..render.meta import Owner
-from ..render.server import compile_folder
+from ..render.server import COMPILE_DIR, compile_folder
 from ..render.status import iso
 from ..runtime.loop import Result
 from ..runtime.metrics import WRITES
@@ -38,7 +38,7 @@ from . import claims, download
 from .base import Base, api_message
 from .errors import NameConflict, QuotaExceeded, ReconcileError
 from .ownership import conflict_message, controlled_by, ours, widest_mode
-from .watches import served_weights
+from .watches import pod_templates, served_weights
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -78,13 +78,19 @@ class CacheReconciler(Base):
     # ---- who uses it --------------------------------------------------------------------
 
     def servers(self, namespace: str, claim: str) -> list[Obj]:
-        """Server Deployments (ours) that load weights from this claim."""
-        return self.kube.indexed("Deployment", "claim", namespace, claim)
+        """Servers (ours: Deployments, and LeaderWorkerSets where LWS is installed) that load weights from
+        this claim. The LWS informer runs before any of ours exists (Informers.start, watch_kind)."""
+        return [*self.kube.indexed("Deployment", "claim", namespace, claim), *self._groups(namespace, "claim", claim)]
+
+    def _groups(self, namespace: str, index: str, value: str) -> list[Obj]:
+        if self.kube.stores is not None and LWS_KIND in self.kube.stores:
+            return self.kube.indexed(LWS_KIND, index, namespace, value)
+        return []
 
     def users(self, namespace: str, name: str) -> list[str]:
         """MiniMaxDeployments that serve (or are about to serve) these weights, by name."""
         names = {m["metadata"]["name"] for m in self.kube.indexed("MiniMaxDeployment", "cache", namespace, name)}
-        for d in self.kube.indexed("Deployment", "cache", namespace, name):
+        for d in [*self.kube.indexed("Deployment", "cache", namespace, name), *self._groups(namespace, "cache", name)]:
             names.add((d["metadata"].get("labels") or {}).get(OWNER_LABEL, d["metadata"]["name"]))
         return sorted(names)
 
@@ -191,17 +197,21 @@ class CacheReconciler(Base):
         return claims.servers_beside(rc.access_mode, self.servers(rc.namespace, rc.claim_name))
 
     def _compile_folders(self, rc: ResolvedCache) -> tuple[str, ...]:
-        """Compile-cache folders of the vLLM images that will load these weights (created writable by any user)."""
+        """Compile-cache folders the servers of these weights mount (created writable by any user): the
+        preset's image's, and each server's own (its subPath: per image, and per layout over nodes)."""
         if rc.access_mode == "ReadOnlyMany":
             return ()
-        images = set()
+        folders = set()
         if rc.spec.model:
-            images.add(self.settings.vllm_images.get(rc.spec.model) or PRESETS[rc.spec.model].vllm_image)
+            folders.add(
+                compile_folder(self.settings.vllm_images.get(rc.spec.model) or PRESETS[rc.spec.model].vllm_image)
+            )
         for d in self.servers(rc.namespace, rc.claim_name):
-            for c in d["spec"]["template"]["spec"].get("containers") or []:
-                if c.get("name") == "vllm" and c.get("image"):
-                    images.add(c["image"])
-        return tuple(sorted(compile_folder(i) for i in images))
+            for c in [c for t in pod_templates(d) for c in (t.get("spec") or {}).get("containers") or []]:
+                for m in c.get("volumeMounts") or [] if c.get("name") == "vllm" else []:
+                    if m.get("mountPath") == COMPILE_DIR and m.get("subPath"):
+                        folders.add(str(m["subPath"]))
+        return tuple(sorted(folders))
 
     def _claim(self, rc: ResolvedCache, owner: Owner, result: Result) -> st.Cond | None:
         """The claim, created (or brought back in line) once the quota allows; a condition when it cannot be."""

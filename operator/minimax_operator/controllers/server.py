@@ -10,6 +10,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any
 
+from ..api.names import LWS_GROUP_INDEX_LABEL
 from ..render import status as st
 
 Obj = dict[str, Any]
@@ -75,3 +76,47 @@ def needs_pods(deployment: Obj | None, replicas: int) -> bool:
     if deployment is None or replicas == 0:
         return False
     return condition(deployment, replicas, "", []).reason == "Starting"
+
+
+def group_condition(group: Obj | None, replicas: int, nodes: int, served_model_name: str, pods: list[Obj]) -> st.Cond:
+    """ServerReady of a replica over several nodes: every group's leader serves and its workers run.
+
+    LWS counts a group ready when all its pods are; a pod lost makes LWS recreate the whole group
+    (RecreateGroupOnPodRestart), and until it is back the resource says which group is short.
+    """
+    if group is None:
+        return st.false("ServerReady", "WaitingForWeights", "the server starts once the weights are verified")
+    if replicas == 0:
+        return st.false("ServerReady", "Stopped", "spec.replicas is 0")
+    s = group.get("status") or {}
+    current = s.get("observedGeneration", 0) >= group["metadata"].get("generation", 0)
+    ready, updated = s.get("readyReplicas", 0), s.get("updatedReplicas", 0)
+    if current and ready >= replicas and updated >= replicas and s.get("replicas", 0) == replicas:
+        return st.true(
+            "ServerReady", "Available", f"{ready}/{replicas} groups of {nodes} pods serving {served_model_name}"
+        )
+    problem = st.pod_problem(pods)
+    if problem:
+        return st.false("ServerReady", problem[0], problem[1])
+    members: dict[str, int] = {}
+    for p in pods:
+        if not p["metadata"].get("deletionTimestamp"):
+            index = (p["metadata"].get("labels") or {}).get(LWS_GROUP_INDEX_LABEL)
+            if index is not None:
+                members[index] = members.get(index, 0) + 1
+    short = sorted((g, n) for g, n in members.items() if n < nodes)
+    if short:
+        g, n = short[0]
+        return st.false(
+            "ServerReady",
+            "GroupIncomplete",
+            f"group {g} has {n} of its {nodes} pods: a pod was lost and LeaderWorkerSet recreates the group",
+        )
+    return st.false("ServerReady", "Starting", f"{ready}/{replicas} groups ready (loading weights)")
+
+
+def needs_group_pods(group: Obj | None, replicas: int) -> bool:
+    """Whether `group_condition` reads the pods: only for a group set that is not all ready."""
+    if group is None or replicas == 0:
+        return False
+    return group_condition(group, replicas, 1, "", []).reason == "Starting"

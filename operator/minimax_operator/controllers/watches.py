@@ -25,6 +25,9 @@ from ..api.names import (
     CACHE_LABEL,
     CACHE_PLURAL,
     KIND,
+    LWS_API_VERSION,
+    LWS_KIND,
+    LWS_PLURAL,
     MANAGED_BY_LABEL,
     MANAGER,
     OWNER_LABEL,
@@ -59,6 +62,15 @@ def caches_named(mmd: Obj) -> Iterable[str]:
     return {str(c) for c in (ref, served) if c}
 
 
+def pod_templates(server: Obj) -> list[Obj]:
+    """The pod templates of a server: a Deployment's, or a LeaderWorkerSet's leader and worker."""
+    spec = server.get("spec") or {}
+    if server.get("kind") == LWS_KIND:
+        group = spec.get("leaderWorkerTemplate") or {}
+        return [t for t in (group.get("leaderTemplate"), group.get("workerTemplate")) if t]
+    return [spec["template"]] if spec.get("template") else []
+
+
 def served_cache(dep: Obj) -> Iterable[str]:
     cache = served_weights(dep).get("cache")
     return (str(cache),) if cache else ()
@@ -83,6 +95,15 @@ KINDS = Kinds(
             "apps/v1",
             "deployments",
             Watch.INFORMER,
+            MANAGED,
+            indexers={"cache": served_cache, "claim": served_claim},
+        ),
+        # A replica over several nodes (only where LWS is installed; the server then is one of these).
+        Kind(
+            LWS_KIND,
+            LWS_API_VERSION,
+            LWS_PLURAL,
+            Watch.OPTIONAL,
             MANAGED,
             indexers={"cache": served_cache, "claim": served_claim},
         ),
@@ -127,7 +148,7 @@ class Mapping:
             out.append((KIND, ns, labels[OWNER_LABEL]))
         if labels.get(CACHE_LABEL):
             out.append((CACHE_KIND, ns, labels[CACHE_LABEL]))
-        if kind == "Deployment":  # a server rolled: its cache may prune the commit it left
+        if kind in ("Deployment", LWS_KIND):  # a server rolled: its cache may prune the commit it left
             served = served_weights(obj).get("cache")
             if served:
                 out.append((CACHE_KIND, ns, str(served)))

@@ -16,6 +16,9 @@ import yaml
 from ..api import names
 from ..api import v1alpha1 as api
 
+#: A field whose default the operator applies, not the API server: the operator must see whether the
+#: user set it (a replica over several nodes defaults the claim's access mode to ReadWriteMany).
+NO_CRD_DEFAULT = "x-minimax-no-crd-default"
 _DROP = {"title", "discriminator"}
 
 
@@ -42,7 +45,9 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
     for key, value in node.items():
         if key in _DROP or key == "$defs":
             continue
-        if key == "default" and value is None:
+        if key == "default" and (value is None or node.get(NO_CRD_DEFAULT)):
+            continue
+        if key == NO_CRD_DEFAULT:
             continue
         if key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
             out["minimum" if key == "exclusiveMinimum" else "maximum"] = value  # OpenAPI 3.0 form

@@ -22,6 +22,7 @@ from typing import Any
 from ..api.names import CACHE_KIND, CACHE_PLURAL, GROUP, PLURAL, POLICY_KIND, VERSION
 from ..api.presets import PRESETS
 from ..api.v1alpha1 import LOOPBACK_URL
+from ..model import layout
 
 POLICY_NAME = "minimax-operator-tenancy"
 Obj = dict[str, Any]
@@ -33,6 +34,7 @@ def _tail(key: str) -> str:
 
 
 def policy() -> Obj:
+    needs = "{" + ", ".join(f"'{n}': {layout.needed_with_headroom(p)!r}" for n, p in PRESETS.items()) + "}"
     tp_defaults = "{" + ", ".join(f"'{n}': {p.tensor_parallel_size}" for n, p in PRESETS.items()) + "}"
     chatos = "object.spec.chatos"
     variables = [
@@ -44,6 +46,30 @@ def policy() -> Obj:
             f"(variables.model in {tp_defaults} ? {tp_defaults}[variables.model] : 1)",
         },
         {"name": "replicas", "expression": "has(object.spec.replicas) ? object.spec.replicas : 1"},
+        # GPUs per replica, as model/layout.py decides them: tensor x pipeline as the spec names them,
+        # else the preset's, else (weights bigger than that) whole nodes: every pod of a group counts.
+        {"name": "pp", "expression": "has(object.spec.pipelineParallelSize) ? object.spec.pipelineParallelSize : 1"},
+        {
+            "name": "named",
+            "expression": "has(object.spec.tensorParallelSize) || has(object.spec.pipelineParallelSize) || "
+            "has(object.spec.nodes)",
+        },
+        {
+            "name": "perNode",
+            "expression": "has(object.spec.gpu) && has(object.spec.gpu.perNode) ? object.spec.gpu.perNode : 8",
+        },
+        {
+            "name": "capacity",
+            "expression": "double(has(object.spec.gpu) && has(object.spec.gpu.memoryGiB) ? object.spec.gpu.memoryGiB "
+            ": 80) * (has(object.spec.gpuMemoryUtilization) ? object.spec.gpuMemoryUtilization : 0.9)",
+        },
+        {"name": "need", "expression": f"variables.model in {needs} ? {needs}[variables.model] : 0.0"},
+        {
+            "name": "gpus",
+            "expression": "variables.named || variables.need <= double(variables.tp) * variables.capacity ? "
+            "variables.tp * variables.pp : variables.perNode * "
+            "(int(variables.need / (double(variables.perNode) * variables.capacity)) + 1)",
+        },
         {
             "name": "registers",
             "expression": f"!variables.cache && (!has({chatos}) || !has({chatos}.enabled) || {chatos}.enabled)",
@@ -87,16 +113,16 @@ def policy() -> Obj:
             "reason": "Forbidden",
         },
         {
-            "expression": f"variables.cache || !has({p}.maxGPUsPerReplica) || variables.tp <= {p}.maxGPUsPerReplica",
-            "messageExpression": "'spec.tensorParallelSize: ' + string(variables.tp) + ' GPUs per replica exceed the "
+            "expression": f"variables.cache || !has({p}.maxGPUsPerReplica) || variables.gpus <= {p}.maxGPUsPerReplica",
+            "messageExpression": "'spec.tensorParallelSize: ' + string(variables.gpus) + ' GPUs per replica exceed the "
             f"limit of ' + string({p}.maxGPUsPerReplica) + ' in namespace ' + object.metadata.namespace"
             + _tail("maxGPUsPerReplica"),
             "reason": "Forbidden",
         },
         {
             "expression": f"variables.cache || !has({p}.maxGPUsPerResource) || "
-            f"variables.tp * variables.replicas <= {p}.maxGPUsPerResource",
-            "messageExpression": "'spec.replicas: ' + string(variables.replicas) + ' x ' + string(variables.tp) + "
+            f"variables.gpus * variables.replicas <= {p}.maxGPUsPerResource",
+            "messageExpression": "'spec.replicas: ' + string(variables.replicas) + ' x ' + string(variables.gpus) + "
             f"' GPUs exceed the limit of ' + string({p}.maxGPUsPerResource) + ' GPUs per resource in namespace ' "
             "+ object.metadata.namespace" + _tail("maxGPUsPerResource"),
             "reason": "Forbidden",

@@ -44,7 +44,19 @@ NAMESPACED_RULES: list[Rule] = [
     {"apiGroups": [""], "resources": ["resourcequotas"], "verbs": ["list", "watch"]},
     # Watched (the informers); stale download Jobs are deleted.
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
-    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch", "create", "patch"]},
+    # Servers on one node; deleted (ours only) when a resource's layout moves to several nodes.
+    {
+        "apiGroups": ["apps"],
+        "resources": ["deployments"],
+        "verbs": ["get", "list", "watch", "create", "patch", "delete"],
+    },
+    # Servers over several nodes, where LeaderWorkerSet is installed (api.names.LWS_API_VERSION); deleted
+    # (ours only) when a resource's layout moves back to one node.
+    {
+        "apiGroups": ["leaderworkerset.x-k8s.io"],
+        "resources": ["leaderworkersets"],
+        "verbs": ["get", "list", "watch", "create", "patch", "delete"],
+    },
 ]
 
 #: Cluster-scoped, read-only, in every install mode: kopf watches namespaces (to match

@@ -61,7 +61,7 @@ class Resolved:
     #: The Pod Security level the server's pods meet: the spec's, else what the namespace enforces.
     pod_security: str = "baseline"
     #: How one replica is laid out (tensor x pipeline over nodes); tensor_parallel_size is its tensor.
-    layout: Layout = Layout(tensor=1)
+    layout: Layout = Layout(tensor=1)  # noqa: RUF009 (frozen: one shared default is safe)
 
     @property
     def weights_path(self) -> str:

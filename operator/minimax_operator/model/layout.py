@@ -14,7 +14,6 @@ preset's weights do not fit one node and the spec names no layout.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from ..api.presets import Preset
@@ -58,11 +57,12 @@ class Layout:
 def fits(preset: Preset, spec: MiniMaxDeploymentSpec, gpus: int) -> bool:
     """Whether `gpus` GPUs of the spec's size hold the preset's weights, with room to serve."""
     util = spec.gpuMemoryUtilization or 0.9
-    return preset.weights_vram_gb * GB / GIB * WEIGHTS_HEADROOM <= gpus * spec.gpu.memoryGiB * util
+    return needed_with_headroom(preset) <= gpus * spec.gpu.memoryGiB * util
 
 
-def needed_gib(preset: Preset) -> int:
-    return math.ceil(preset.weights_vram_gb * GB / GIB)
+def needed_with_headroom(preset: Preset) -> float:
+    """GiB the weights need with headroom: what `fits` compares (the tenancy policy's CEL repeats it)."""
+    return round(preset.weights_vram_gb * GB / GIB * WEIGHTS_HEADROOM, 3)
 
 
 def layout(spec: MiniMaxDeploymentSpec, preset: Preset | None) -> Layout:
@@ -72,7 +72,7 @@ def layout(spec: MiniMaxDeploymentSpec, preset: Preset | None) -> Layout:
     named = spec.tensorParallelSize or spec.pipelineParallelSize or spec.nodes
     if preset is not None and not named and not fits(preset, spec, tp):
         per_node = spec.gpu.perNode
-        for n in range(2, MAX_NODES + 1):
+        for n in range(1, MAX_NODES + 1):
             if fits(preset, spec, per_node * n):
                 return Layout(tensor=per_node, pipeline=n, nodes=n, chosen=True)
     return Layout(tensor=tp, pipeline=spec.pipelineParallelSize or 1, nodes=spec.nodes or 1)

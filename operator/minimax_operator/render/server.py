@@ -15,6 +15,9 @@ from ..api.names import (
     COMPONENT_LABEL,
     COMPONENT_SERVER,
     INSTANCE_LABEL,
+    LWS_API_VERSION,
+    LWS_KIND,
+    LWS_WORKER_INDEX_LABEL,
     MANAGED_BY_LABEL,
     MANAGER,
     NAME_LABEL,
@@ -23,7 +26,7 @@ from ..api.names import (
     SERVES_ANNOTATION,
     WEIGHTS_KEY_ANNOTATION,
 )
-from ..model.deployment import Resolved
+from ..model.deployment import GROUP_SUFFIX, Resolved
 from ..protocol import COMPILE_FOLDER, MODELS_MOUNT
 from .meta import Owner, owner_reference, stamp
 
@@ -57,10 +60,19 @@ def _meta(r: Resolved, name: str, owner: Owner | None, component: str | None) ->
 
 
 def compile_subpath(r: Resolved) -> str | None:
-    """The server's compile-cache folder on the claim, or None where the claim cannot be written (ReadOnlyMany)."""
+    """The server's compile-cache folder on the claim, or None where the claim cannot be written (ReadOnlyMany).
+
+    Per image, and per layout beyond one node's tensor parallelism: vLLM's compiled kernels hold the
+    device and rank they were built for (a worker started on a cache a single-node TP 2 run filled
+    died with `invalid device ordinal`, hack/gpu-check). A single-node layout keeps the folder of
+    releases before layouts (a new folder would roll every server on upgrade).
+    """
     if r.claim_access_mode == "ReadOnlyMany":
         return None
-    return compile_folder(r.image)
+    lay = r.layout
+    if lay.pipeline == 1 and not lay.multi_node:
+        return compile_folder(r.image)
+    return f"{compile_folder(r.image)}@tp{lay.tensor}-pp{lay.pipeline}-nodes{lay.nodes}"
 
 
 def compile_folder(image: str) -> str:
@@ -101,6 +113,7 @@ def vllm_args(r: Resolved) -> list[str]:
         r.served_model_name,
         "--tensor-parallel-size",
         str(r.tensor_parallel_size),
+        *(["--pipeline-parallel-size", str(r.layout.pipeline)] if r.layout.pipeline > 1 else []),
         "--host",
         "0.0.0.0",
         "--port",
@@ -124,13 +137,13 @@ def server_tolerations(r: Resolved) -> list[Obj]:
 
 
 def deployment(r: Resolved, owner: Owner | None, replicas: int | None = None) -> Obj:
-    """The vLLM server. GPU limit = tensorParallelSize; probes that let a huge checkpoint load.
+    """The vLLM server. GPU limit = the layout's GPUs per pod; probes that let a huge checkpoint load.
 
     `replicas` overrides the spec's (0 while a ReadWriteOncePod claim is being downloaded into).
     """
     v = r.spec.vllm
     gpu = r.spec.gpu.resourceName
-    tp = str(r.tensor_parallel_size)
+    tp = str(r.layout.gpus_per_pod)  # tensorParallelSize on one node (as releases before layouts had it)
     resources: Obj = {
         "requests": {**(v.resources.requests if v.resources else {}), gpu: tp},
         "limits": {**(v.resources.limits if v.resources else {}), gpu: tp},
@@ -246,7 +259,75 @@ def deployment(r: Resolved, owner: Owner | None, replicas: int | None = None) ->
     )
 
 
+#: The entry of every pod of a group: vLLM's multi-node mode (no Ray) with LWS's own variables. vLLM
+#: hands the master address to ZMQ and torch.distributed, which take an address, not a name, so the
+#: leader's name is resolved first (its record exists once its pod does: LWS's headless Service
+#: publishes pods before they are ready).
+MULTI_NODE_ENTRY = """set -eu
+leader="${LWS_LEADER_ADDRESS:?LWS_LEADER_ADDRESS is set by LeaderWorkerSet}"
+until addr=$(python3 -c 'import socket, sys; print(socket.gethostbyname(sys.argv[1]))' "$leader" 2>/dev/null); do
+  echo "waiting for the leader $leader to resolve"; sleep 2
+done
+exec vllm serve "$@" --nnodes "$LWS_GROUP_SIZE" --node-rank "$LWS_WORKER_INDEX" --master-addr "$addr"
+"""
+
+
+def group_name(r: Resolved) -> str:
+    """The LeaderWorkerSet of a replica over several nodes (LWS names its headless Service after it,
+    so it cannot share the resource's name with the server's Service)."""
+    return f"{r.name}{GROUP_SUFFIX}"
+
+
+def leader_worker_set(r: Resolved, owner: Owner | None, replicas: int | None = None) -> Obj:
+    """A replica over several nodes: one LeaderWorkerSet group of `nodes` pods, each with the layout's
+    GPUs per pod. The leader (rank 0) serves HTTP and has the probes; the workers run headless. A pod
+    lost restarts its whole group (vLLM cannot take a rank back)."""
+    dep = deployment(r, owner, replicas)
+    template = dep["spec"]["template"]
+    leader = json.loads(json.dumps(template))
+    worker = json.loads(json.dumps(template))
+    for pod, headless in ((leader, False), (worker, True)):
+        c = pod["spec"]["containers"][0]
+        c["command"] = ["/bin/sh", "-c", MULTI_NODE_ENTRY, "vllm-multi-node"]
+        if headless:
+            c["args"] = [*c["args"], "--headless"]
+            for key in ("ports", "startupProbe", "readinessProbe", "livenessProbe"):
+                c.pop(key, None)
+    meta = dep["metadata"]
+    meta["name"] = group_name(r)
+    return stamp(
+        {
+            "apiVersion": LWS_API_VERSION,
+            "kind": LWS_KIND,
+            "metadata": meta,
+            "spec": {
+                "replicas": dep["spec"]["replicas"],
+                "startupPolicy": "LeaderCreated",
+                # Never ask for more GPUs than the replicas hold: one group at a time, none extra.
+                "rolloutStrategy": {
+                    "type": "RollingUpdate",
+                    "rollingUpdateConfiguration": {"maxUnavailable": 1, "maxSurge": 0},
+                },
+                "leaderWorkerTemplate": {
+                    "size": r.layout.nodes,
+                    "restartPolicy": "RecreateGroupOnPodRestart",
+                    "leaderTemplate": leader,
+                    "workerTemplate": worker,
+                },
+            },
+        }
+    )
+
+
+def server(r: Resolved, owner: Owner | None, replicas: int | None = None) -> Obj:
+    """The server's workload: a Deployment on one node, a LeaderWorkerSet over several."""
+    return leader_worker_set(r, owner, replicas) if r.layout.multi_node else deployment(r, owner, replicas)
+
+
 def service(r: Resolved, owner: Owner | None) -> Obj:
+    selector_ = selector(r, COMPONENT_SERVER)
+    if r.layout.multi_node:
+        selector_[LWS_WORKER_INDEX_LABEL] = "0"  # the leaders serve HTTP; the workers run headless
     return stamp(
         {
             "apiVersion": "v1",
@@ -254,7 +335,7 @@ def service(r: Resolved, owner: Owner | None) -> Obj:
             "metadata": _meta(r, r.service_name, owner, COMPONENT_SERVER),
             "spec": {
                 "type": "ClusterIP",
-                "selector": selector(r, COMPONENT_SERVER),
+                "selector": selector_,
                 "ports": [{"name": "http", "port": SERVER_PORT, "targetPort": "http", "protocol": "TCP"}],
             },
         }
@@ -263,4 +344,4 @@ def service(r: Resolved, owner: Owner | None) -> Obj:
 
 def render_server(r: Resolved, owner: Owner | None) -> list[Obj]:
     """The server's objects, in the order the operator creates them (for `render`)."""
-    return [deployment(r, owner), service(r, owner)]
+    return [server(r, owner), service(r, owner)]

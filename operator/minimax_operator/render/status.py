@@ -36,6 +36,7 @@ FAILURE_REASONS = frozenset(
         "LimitRangeViolation",
         "AdmissionWebhookDenied",
         "PodCreationFailed",
+        "MultiNodeUnavailable",
     }
 )
 

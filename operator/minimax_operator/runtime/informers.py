@@ -361,23 +361,62 @@ class Informers:
         self.ns_filter = namespace_filter(namespaces) if has_glob(namespaces) else None
         self.informers: list[Informer] = []
         for kind in stores.kinds.values():
-            if kind.watch is not Watch.INFORMER:
-                continue
-            for ns in (self.scoped or [None]) if kind.namespaced else [None]:
-                self.informers.append(
-                    Informer(
-                        client,
-                        (kind.api_version, kind.name),
-                        kind.collection(ns),
-                        stores[kind.name],
-                        self._notify(kind.name),
-                        label_selector=kind.label_selector,
-                        namespace_filter=self.ns_filter if kind.namespaced else None,
-                        transform=kind.transform,
-                    )
-                )
+            if kind.watch is Watch.INFORMER:
+                self.informers += self._of(kind)
         self._by_name: dict[tuple[str, str, str], Informer] = {}
+        #: OPTIONAL kinds being watched (their informers started), by kind name.
+        self._optional: dict[str, list[Informer]] = {}
         self._guard = threading.Lock()
+
+    def _of(self, kind: Kind) -> list[Informer]:
+        return [
+            Informer(
+                self.client,
+                (kind.api_version, kind.name),
+                kind.collection(ns),
+                self.stores[kind.name],
+                self._notify(kind.name),
+                label_selector=kind.label_selector,
+                namespace_filter=self.ns_filter if kind.namespaced else None,
+                transform=kind.transform,
+            )
+            for ns in ((self.scoped or [None]) if kind.namespaced else [None])
+        ]
+
+    def installed(self, kind: str) -> bool:
+        """Whether the API server serves `kind` (API discovery of its group version)."""
+        k: Kind = self.stores.kinds[kind]
+        try:
+            method, url, headers, _, _ = self.client.param_serialize(
+                method="GET", resource_path=k.prefix, header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"],
+            )  # fmt: skip
+            resp = self.client.call_api(method, url, header_params=headers, _request_timeout=(10, 30))
+            body = resp.read()  # type: ignore[no-untyped-call]
+        except Exception as e:  # unreachable now: not known to be installed
+            log.warning("API discovery of %s failed: %s", k.prefix, e)
+            return False
+        if resp.status != 200:
+            return False
+        return any(r.get("name") == k.plural for r in json.loads(body).get("resources") or [])
+
+    def watch_kind(self, kind: str, timeout: float = 30) -> bool:
+        """Watch an OPTIONAL kind from now on (once); True once its store is filled, False when its API
+        is not installed (asked again on the next call)."""
+        with self._guard:
+            started = self._optional.get(kind)
+        if started is None:
+            if not self.installed(kind):
+                return False
+            with self._guard:
+                started = self._optional.get(kind)
+                if started is None:
+                    started = self._optional[kind] = self._of(self.stores.kinds[kind])
+                    for informer in started:
+                        informer.start()
+        if not wait_synced(started, timeout):
+            raise RuntimeError(f"{kind}: watch not established within {timeout:.0f} s")
+        return True
 
     def _notify(self, kind: str) -> Callable[[Obj], None]:
         return lambda obj: self.on_change(kind, obj)
@@ -387,11 +426,17 @@ class Informers:
             informer.start()
         if not wait_synced(self.informers, timeout):
             raise RuntimeError(f"informers not synced within {timeout:.0f} s")
+        # Add-ons installed now are watched from the start: what the operator made of them before a
+        # restart (a LeaderWorkerSet serving a commit) is in the stores before any reconcile reads them.
+        for kind in self.stores.kinds.values():
+            if kind.watch is Watch.OPTIONAL:
+                self.watch_kind(kind.name, timeout)
 
     def stop(self) -> None:
         with self._guard:
             by_name = list(self._by_name.values())
-        for informer in [*self.informers, *by_name]:
+            optional = [i for started in self._optional.values() for i in started]
+        for informer in [*self.informers, *by_name, *optional]:
             informer.stop()
 
     def watch_by_name(self, kind: str, namespace: str, name: str, timeout: float = 30) -> None:

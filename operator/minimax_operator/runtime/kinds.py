@@ -29,6 +29,9 @@ class Watch(Enum):
     BY_NAME = "by-name"
     #: Not stored: every read asks the API (Events).
     NONE = "none"
+    #: An add-on's kind (LeaderWorkerSet): like INFORMER when its API is installed at start, else
+    #: watched from when a reconcile first needs it. A cluster without the add-on pays nothing.
+    OPTIONAL = "optional"
 
 
 def strip(obj: Obj) -> Obj:
@@ -77,7 +80,7 @@ class Kind:
     @property
     def label_filtered(self) -> bool:
         """A miss in the store may be someone else's object: the informer asks for our labels only."""
-        return self.watch is Watch.INFORMER and bool(self.label_selector)
+        return self.watch in (Watch.INFORMER, Watch.OPTIONAL) and bool(self.label_selector)
 
     def collection(self, namespace: str | None) -> str:
         """The collection of this kind in one namespace, or across all of them."""
