@@ -10,11 +10,20 @@ tools, a second turn carrying a tool call and its result, and an unknown model (
 Writes one JSON report.
 
 Usage: python3 check.py --preset MiniMax-M2.5 --label bf16-cold --report out.json [--cache DIR]
+       python3 check.py --layout two-nodes-tp --label ... --report ...   (two GPUs)
+
+`--layout`: the preset rendered with a layout of two GPUs instead, on a machine with two:
+`one-node-tp2` (the Deployment's container, both GPUs), `two-nodes-tp` and `two-nodes-pp` (the
+leader and worker containers of the rendered LeaderWorkerSet, run as two processes with one GPU
+each and LWS's variables set as LWS sets them: LWS_LEADER_ADDRESS=localhost, LWS_GROUP_SIZE=2,
+LWS_WORKER_INDEX 0 and 1). Only `--max-model-len 4096` is changed; each layout's compile cache
+is its own folder, as the claim's subPath gives it. The report says whether the worker stayed up.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -57,6 +66,92 @@ def rendered(preset: str) -> tuple[dict[str, Any], dict[str, Any]]:
     r = resolve("check", "default", mmd.spec, {})
     deployment = render_server.deployment(r, None)
     return deployment["spec"]["template"]["spec"]["containers"][0], chatos.chatos_entry(r)
+
+
+H200 = {"memoryGiB": 141}
+LAYOUTS: dict[str, dict[str, Any]] = {
+    "one-node-tp2": {"tensorParallelSize": 2, "gpu": {"perNode": 2, **H200}},
+    "two-nodes-tp": {"tensorParallelSize": 2, "nodes": 2, "gpu": {"perNode": 1, **H200}},
+    "two-nodes-pp": {"tensorParallelSize": 1, "pipelineParallelSize": 2, "nodes": 2, "gpu": {"perNode": 1, **H200}},
+}
+CLAIM_CACHE = Path("/var/cache/minimax-claim")
+
+
+def rendered_layout(preset: str, layout: str) -> tuple[list[tuple[dict[str, Any], dict[str, str]]], dict[str, Any]]:
+    """The processes of a two-GPU layout, as the operator renders them: (container, env LWS and the
+    GPU plugin would add) for each pod, and the ChatOS entry."""
+    doc = {"apiVersion": "minimax.chatos.io/v1alpha1", "kind": "MiniMaxDeployment", "metadata": {"name": "check"}}
+    doc["spec"] = {"model": preset, **LAYOUTS[layout]}
+    r = resolve("check", "default", MiniMaxDeployment.model_validate(doc).spec, {})
+    obj = render_server.server(r, None)
+    if obj["kind"] == "Deployment":
+        return [
+            (obj["spec"]["template"]["spec"]["containers"][0], {"CUDA_VISIBLE_DEVICES": "0,1"})
+        ], chatos.chatos_entry(r)
+    group = obj["spec"]["leaderWorkerTemplate"]
+    pods = []
+    for rank, template in enumerate((group["leaderTemplate"], group["workerTemplate"])):
+        lws = {"LWS_LEADER_ADDRESS": "localhost", "LWS_GROUP_SIZE": str(group["size"]), "LWS_WORKER_INDEX": str(rank)}
+        pods.append((template["spec"]["containers"][0], {**lws, "CUDA_VISIBLE_DEVICES": str(rank)}))
+    return pods, chatos.chatos_entry(r)
+
+
+def mounted_env(container: dict[str, Any]) -> dict[str, str]:
+    """The container's env, with its compile-cache folder where the claim's subPath puts it."""
+    sub = next(
+        (m.get("subPath") for m in container["volumeMounts"] if m["mountPath"] == render_server.COMPILE_DIR), None
+    )
+    env = {e["name"]: e["value"] for e in container.get("env") or [] if "value" in e}
+    if sub:
+        folder = str(CLAIM_CACHE / sub)
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        env = {k: v.replace(render_server.COMPILE_DIR, folder) for k, v in env.items()}
+    return env
+
+
+def small_context(args: list[str]) -> list[str]:
+    out = list(args)
+    if "--max-model-len" in out:
+        out[out.index("--max-model-len") + 1] = "4096"
+    else:
+        out[out.index("--headless") if "--headless" in out else len(out) : 0] = ["--max-model-len", "4096"]
+    return out
+
+
+def run_layout(args: argparse.Namespace) -> int:
+    pods, entry = rendered_layout(args.preset, args.layout)
+    log_path = args.log or args.report.with_suffix(".log")
+    report: dict[str, Any] = {"preset": args.preset, "label": args.label, "layout": args.layout, "pods": []}
+    procs = []
+    t0 = time.monotonic()
+    for i, (container, extra) in enumerate(reversed(pods)):  # workers first, as LWS may start them
+        argv = [*container["command"], *small_context(container["args"])]
+        env = {**os.environ, **mounted_env(container), **extra}
+        path = log_path.with_suffix(f".pod{len(pods) - 1 - i}.log")
+        with path.open("wb") as log:
+            procs.append(subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        report["pods"].append({"argv": argv, "env": {k: env[k] for k in extra}, "log": path.name})
+    leader = procs[-1]
+    try:
+        report["health"] = wait_health(leader, args.timeout)
+        if report["health"].get("ready"):
+            report.update(chat_checks(entry["model_id"]))
+            report["models_id_is_chatos_model_id"] = report["models"]["ids"] == [entry["model_id"]]
+        report["workers_up_after_checks"] = all(p.poll() is None for p in procs[:-1])
+    finally:
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        report["wall_seconds"] = round(time.monotonic() - t0, 1)
+        args.report.write_text(json.dumps(report, indent=2))
+    keys = ("label", "health", "stream_matches", "models_id_is_chatos_model_id", "workers_up_after_checks")
+    print(json.dumps({k: report.get(k) for k in keys}))
+    return 0 if report["health"].get("ready") else 1
 
 
 def one_gpu(args: list[str]) -> list[str]:
@@ -187,7 +282,10 @@ def main() -> int:
     p.add_argument("--log", type=Path, help="vLLM's log (default: beside the report)")
     p.add_argument("--timeout", type=float, default=540)
     p.add_argument("--reasoning-parser", help="replace the preset's (to compare with an earlier choice)")
+    p.add_argument("--layout", choices=sorted(LAYOUTS), help="a two-GPU layout (see above)")
     args = p.parse_args()
+    if args.layout:
+        return run_layout(args)
 
     container, entry = rendered(args.preset)
     argv = [*container["command"], *one_gpu(container["args"])]

@@ -3,6 +3,9 @@
 #   hack/gpu-check/run.sh stash            keep the carried .gpu/part-* outside the work tree
 #   hack/gpu-check/run.sh bf16|fp8 [PRESET] install once, then a cold and a warm start of the
 #                                          preset's rendered server on a tiny checkpoint
+#   hack/gpu-check/run.sh multinode [PRESET] on two GPUs: one node TP 2 (the Deployment), then two
+#                                          "nodes" of one GPU each, TP and PP (the LeaderWorkerSet's
+#                                          leader and worker containers as two processes)
 # Reports (JSON) and vLLM's logs go to $OUT (or ./gpu-check-out).
 set -euo pipefail
 store=/root/gpu-check
@@ -10,7 +13,7 @@ site=/tmp/site
 out=${OUT:-$PWD/gpu-check-out}
 mkdir -p "$store" "$out"
 if compgen -G ".gpu/part-*" >/dev/null; then mv .gpu/part-* "$store/"; fi
-variant=${1:?stash, bf16 or fp8}
+variant=${1:?stash, bf16, fp8 or multinode}
 preset=${2:-MiniMax-M2.5}
 if [[ $variant == stash ]]; then ls -la "$store"; df -h /root | tail -1; exit 0; fi
 
@@ -39,6 +42,16 @@ python3 -c 'import vllm, torch; print("vllm", vllm.__version__, "torch", torch._
 model=/models/MiniMaxAI/$preset
 rm -rf "$model"
 flag=(); [[ $variant == fp8 ]] && flag=(--fp8)
+if [[ $variant == multinode ]]; then
+  python3 hack/gpu-check/tiny_checkpoint.py "$model" --kv-heads 2  # qk-norm needs a KV head per TP rank
+  rm -rf /var/cache/minimax-claim
+  for layout in one-node-tp2 two-nodes-tp two-nodes-pp; do
+    python3 hack/gpu-check/check.py --preset "$preset" --layout "$layout" --label "$layout" \
+      --report "$out/$layout.json" --log "$out/$layout.log" || true
+  done
+  du -sh /var/cache/minimax-claim/.server-cache/* 2>/dev/null | tee "$out/multinode-cache-du.txt" || true
+  exit 0
+fi
 python3 hack/gpu-check/tiny_checkpoint.py "$model" "${flag[@]}"
 # The server's cache folder (on the claim in a cluster): empty for the cold start, kept for the warm one.
 rm -rf /var/cache/minimax && mkdir -p /var/cache/minimax

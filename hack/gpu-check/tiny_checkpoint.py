@@ -207,7 +207,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out", type=Path, help="model folder, e.g. /models/MiniMaxAI/MiniMax-M2.5")
     p.add_argument("--fp8", action="store_true", help="FP8 weights with 128x128 block scales (like M2.x)")
+    p.add_argument(
+        "--kv-heads", type=int, default=1, help="key/value heads; 2 for tensor parallelism 2 (qk-norm splits them)"
+    )
     args = p.parse_args()
+    global KV_HEADS
+    KV_HEADS = args.kv_heads
     args.out.mkdir(parents=True, exist_ok=True)
     vocab = tokenizer(args.out)
     tok = Tokenizer.from_file(str(args.out / "tokenizer.json"))

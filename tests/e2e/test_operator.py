@@ -77,8 +77,9 @@ def test_m25_preset_reaches_ready_and_is_registered(cluster: Cluster, ns: str, o
         "model_id": "MiniMax-M2.5",
     }
     table = cluster.kubectl("get", "mmd", "-n", ns)
-    assert table.split("\n")[0].split() == ["NAME", "MODEL", "TP", "PHASE", "READY", "DOWNLOAD", "ENDPOINT", "AGE"]
-    assert table.split("\n")[1].split()[1:5] == ["MiniMax-M2.5", "4", "Ready", "True"]
+    header = ["NAME", "MODEL", "TP", "NODES", "PHASE", "READY", "DOWNLOAD", "ENDPOINT", "AGE"]
+    assert table.split("\n")[0].split() == header
+    assert table.split("\n")[1].split()[1:6] == ["MiniMax-M2.5", "4", "1", "Ready", "True"]
     cluster.wait_events(ns, "m25", "Downloaded", "Available", "Registered", "Ready")
 
 
