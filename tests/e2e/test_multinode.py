@@ -150,3 +150,20 @@ def test_without_leaderworkerset_a_multi_node_model_says_so_and_downloads_nothin
 def subprocess_run(cmd: list[str]) -> None:
     out = subprocess.run(cmd, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
+
+
+def test_a_layout_moving_to_two_nodes_replaces_the_server(cluster: Cluster, ns: str, operator: Operator) -> None:
+    # On 141 GB GPUs MiniMax-M3 fits one node: a Deployment. On 80 GB GPUs it needs two: the group
+    # replaces it (on a ReadWriteMany claim, so a cache of its own), and the Deployment goes.
+    cluster.chatos_configmap(ns, [])
+    cluster.create_mmd(ns, "m3", {**M3, "gpu": {"memoryGiB": 141}})
+    cluster.wait_phase(ns, "m3", "Ready", timeout=120)
+    assert [d.metadata.name for d in cluster.apps.list_namespaced_deployment(ns).items] == ["m3"]
+    assert lws_names(cluster, ns) == []
+    cluster.patch_mmd(ns, "m3", {"gpu": {"memoryGiB": 80}})
+    wait_for(lambda: lws_names(cluster, ns) == ["m3-group"], 120, what="the LeaderWorkerSet")
+    wait_for(lambda: cluster.apps.list_namespaced_deployment(ns).items == [], 60, what="the Deployment retired")
+    obj = cluster.wait_phase(ns, "m3", "Ready", timeout=120)
+    assert obj["status"]["nodes"] == 2
+    assert [m["model_id"] for m in cluster.chatos_models(ns)] == ["MiniMax-M3"]
+    assert len(cluster.mmcs(ns)) == 2  # the one-node cache is kept (its weights are never deleted by a move)

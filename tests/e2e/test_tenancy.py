@@ -168,6 +168,10 @@ def test_the_admission_policy_allows_and_denies_each_rule(cluster: Cluster, ns: 
         assert "(server dry run)" in verdict({"model": "MiniMax-M3", "gpu": {"memoryGiB": 141}})  # one node: 8
         out = verdict({"model": "MiniMax-M3", "tensorParallelSize": 8, "pipelineParallelSize": 2, "nodes": 2})
         assert "16 GPUs per replica" in out, out
+        dp = {"model": "MiniMax-M2.5", "tensorParallelSize": 1, "dataParallelSize": 8, "expertParallel": True}
+        assert "(server dry run)" in verdict(dp), verdict(dp)  # DP8: 8 GPUs
+        out = verdict({**dp, "tensorParallelSize": 2, "gpu": {"perNode": 16}})
+        assert "16 GPUs per replica" in out, out
         # A namespace outside the tier is not limited.
         cluster.kubectl("label", "namespace", ns, "minimax.chatos.io/tier-")
         wait_for(lambda: "(server dry run)" in verdict({"model": "MiniMax-M1-40k"}), what="the tier no longer applies")

@@ -39,6 +39,14 @@ BAD_SPECS = [
     ({"model": "MiniMax-M2.5", "download": {"endpoint": "http://[fe80::1]:8080/x"}}, "spec.download.endpoint"),
     ({"repo": "bad--org/model", "storage": {"size": "1Gi"}}, "spec.repo"),
     ({"model": "MiniMax-M2.5", "chatos": {"key": "..data"}}, "spec.chatos.key"),
+    # Layouts: GPUs per replica split over nodes, each share dividing the node's GPUs; DP on one node.
+    ({"model": "MiniMax-M3", "nodes": 2}, "spec.nodes"),
+    (
+        {"model": "MiniMax-M3", "tensorParallelSize": 8, "pipelineParallelSize": 3, "nodes": 2},
+        "spec.tensorParallelSize",
+    ),
+    ({"model": "MiniMax-M3", "tensorParallelSize": 8, "dataParallelSize": 2, "nodes": 2}, "spec.dataParallelSize"),
+    ({"model": "MiniMax-M3", "nodes": 17, "tensorParallelSize": 8}, "spec.nodes"),
 ]
 
 

@@ -46,3 +46,19 @@ def test_every_generated_file_is_committed_as_generated() -> None:
 
     for rel, content in manifests.generated().items():
         assert (ROOT / rel).read_text() == content, f"{rel} is stale: run `make manifests`"
+
+
+def test_every_cel_rule_says_what_is_wrong_and_where() -> None:
+    def rules(node: object) -> list[dict]:
+        if isinstance(node, dict):
+            found = list(node.get("x-kubernetes-validations") or [])
+            return found + [r for v in node.values() for r in rules(v)]
+        if isinstance(node, list):
+            return [r for v in node for r in rules(v)]
+        return []
+
+    found = rules(crd.crd())
+    assert len(found) > 10
+    for rule in found:
+        assert len(rule.get("message", "")) > 20 and not rule["message"].startswith("."), rule
+        assert rule.get("fieldPath", ".x").startswith("."), rule

@@ -137,3 +137,16 @@ def test_a_baseline_server_in_a_restricted_namespace_is_refused_naming_the_field
         resolve("m", "team-a", spec, enforced="restricted")
     assert e.value.field == "spec.vllm.podSecurity" and e.value.reason == "PodSecurityViolation"
     assert "namespace team-a enforces Pod Security restricted" in str(e.value)
+
+
+def test_m2_dp8_with_expert_parallel_is_vllms_recipe_on_one_node() -> None:
+    r = resolve("m", "ns", spec(model="MiniMax-M2.5", tensorParallelSize=1, dataParallelSize=8, expertParallel=True))
+    assert (r.layout.gpus, r.layout.gpus_per_pod, r.layout.multi_node) == (8, 8, False)
+    assert r.layout.describe() == "TP1xDP8"
+    with pytest.raises(LayoutError, match="one node") as e:
+        resolve(
+            "m",
+            "ns",
+            spec(model="MiniMax-M2.5", tensorParallelSize=8, dataParallelSize=2, nodes=2, expertParallel=True),
+        )
+    assert e.value.field == "spec.dataParallelSize"

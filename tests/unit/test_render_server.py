@@ -184,3 +184,12 @@ def test_a_single_node_server_is_unchanged_by_layouts() -> None:
     mount = next(m for m in c["volumeMounts"] if m["mountPath"] == render_server.COMPILE_DIR)
     assert mount["subPath"] == render_server.compile_folder(rr.image)
     assert "leaderworkerset.sigs.k8s.io/worker-index" not in render_server.service(rr, OWNER)["spec"]["selector"]
+
+
+def test_data_parallel_engines_share_one_pod_and_its_gpus() -> None:
+    rr = r(tensorParallelSize=1, dataParallelSize=8, expertParallel=True)
+    c = container(render_server.server(rr, OWNER))
+    assert c["args"][c["args"].index("--data-parallel-size") + 1] == "8" and "--enable-expert-parallel" in c["args"]
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == "8"
+    mount = next(m for m in c["volumeMounts"] if m["mountPath"] == render_server.COMPILE_DIR)
+    assert mount["subPath"].endswith("@tp1-pp1-dp8-nodes1")

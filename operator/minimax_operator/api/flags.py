@@ -30,15 +30,15 @@ from __future__ import annotations
 
 from minimax_operator.api.vllm_cli import OPTIONS
 
-_MULTI_NODE = "multi-node serving is not supported in v1alpha1"
+_MULTI_NODE = "spec.nodes (the operator runs the ranks of a LeaderWorkerSet group)"
 
 #: Owned long flags and why each is owned (the field that sets it instead).
 OWNED_LONG: dict[str, str] = {
     "--model": "the model path comes from the weights",
     "--served-model-name": "spec.servedModelName",
     "--tensor-parallel-size": "spec.tensorParallelSize",
-    "--pipeline-parallel-size": _MULTI_NODE,
-    "--data-parallel-size": "spec.replicas",
+    "--pipeline-parallel-size": "spec.pipelineParallelSize",
+    "--data-parallel-size": "spec.dataParallelSize",
     "--data-parallel-size-local": "spec.replicas",
     "--data-parallel-rank": "spec.replicas",
     "--data-parallel-start-rank": "spec.replicas",
@@ -51,7 +51,7 @@ OWNED_LONG: dict[str, str] = {
     "--node-rank": _MULTI_NODE,
     "--master-addr": _MULTI_NODE,
     "--master-port": _MULTI_NODE,
-    "--headless": "the server must serve HTTP",
+    "--headless": _MULTI_NODE,
     "--host": "the Service and probes use 0.0.0.0:8000",
     "--port": "the Service and probes use 0.0.0.0:8000",
     "--uds": "the Service and probes use 0.0.0.0:8000",
@@ -132,5 +132,6 @@ def cel_message() -> str:
         "extraArgs must not set a flag the operator owns, in any spelling vLLM accepts (abbreviations, "
         "underscores, =value, dotted sub-keys, short aliases): "
         + ", ".join([*OWNED_LONG, *OWNED_SHORT])
-        + ". Use spec.servedModelName, spec.tensorParallelSize, spec.expertParallel and spec.replicas instead"
+        + ". Use spec.servedModelName, spec.tensorParallelSize, spec.pipelineParallelSize, spec.dataParallelSize, "
+        "spec.nodes, spec.expertParallel and spec.replicas instead"
     )

@@ -326,6 +326,14 @@ class GPUSpec(_Model):
     memoryGiB: int = Field(default=80, ge=8, le=1024, description="Memory of one GPU, in GiB.")
 
 
+#: GPUs per replica and nodes, in CEL (as model/layout.py counts them).
+_WORLD = (
+    "(self.tensorParallelSize * (has(self.pipelineParallelSize) ? self.pipelineParallelSize : 1) * "
+    "(has(self.dataParallelSize) ? self.dataParallelSize : 1))"
+)
+_NODES = "(has(self.nodes) ? self.nodes : 1)"
+
+
 class MiniMaxDeploymentSpec(_Model):
     """A MiniMax model served by vLLM and registered in ChatOS."""
 
@@ -361,13 +369,17 @@ class MiniMaxDeploymentSpec(_Model):
                     ".download",
                 ),
                 cel(
-                    "!has(self.tensorParallelSize) || ((self.tensorParallelSize * (has(self.pipelineParallelSize) ? "
-                    "self.pipelineParallelSize : 1)) % (has(self.nodes) ? self.nodes : 1) == 0 && self.gpu.perNode % "
-                    "((self.tensorParallelSize * (has(self.pipelineParallelSize) ? self.pipelineParallelSize : 1)) / "
-                    "(has(self.nodes) ? self.nodes : 1)) == 0)",
-                    "tensorParallelSize x pipelineParallelSize must split evenly over spec.nodes, and each node's "
-                    "share must divide spec.gpu.perNode (GPUs per node)",
+                    f"!has(self.tensorParallelSize) || ({_WORLD} % {_NODES} == 0 && "
+                    f"self.gpu.perNode % ({_WORLD} / {_NODES}) == 0)",
+                    "tensorParallelSize x pipelineParallelSize x dataParallelSize must split evenly over spec.nodes, "
+                    "and each node's share must divide spec.gpu.perNode (GPUs per node)",
                     ".tensorParallelSize",
+                ),
+                cel(
+                    "!has(self.dataParallelSize) || self.dataParallelSize == 1 || !has(self.nodes) || self.nodes == 1",
+                    "dataParallelSize above 1 runs on one node: data parallelism over several nodes is not offered "
+                    "(use replicas for more copies)",
+                    ".dataParallelSize",
                 ),
                 cel(
                     "!has(self.nodes) || self.nodes == 1 || has(self.tensorParallelSize)",
@@ -408,6 +420,15 @@ class MiniMaxDeploymentSpec(_Model):
         le=16,
         description="Pipeline stages of one replica (vLLM's --pipeline-parallel-size); GPUs per replica = "
         "tensorParallelSize x pipelineParallelSize. Default 1, or the operator's choice (see nodes).",
+    )
+    dataParallelSize: int | None = Field(
+        default=None,
+        ge=1,
+        le=16,
+        description="vLLM engines inside one replica (--data-parallel-size), on one node, behind one endpoint; "
+        "GPUs per replica = tensorParallelSize x pipelineParallelSize x dataParallelSize. With expertParallel the "
+        "experts are spread over all of them: vLLM's DP+EP recipe for MiniMax-M2.x is tensorParallelSize 1, "
+        "dataParallelSize 8, expertParallel true.",
     )
     nodes: int | None = Field(
         default=None,

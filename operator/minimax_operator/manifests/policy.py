@@ -48,11 +48,15 @@ def policy() -> Obj:
         {"name": "replicas", "expression": "has(object.spec.replicas) ? object.spec.replicas : 1"},
         # GPUs per replica, as model/layout.py decides them: tensor x pipeline as the spec names them,
         # else the preset's, else (weights bigger than that) whole nodes: every pod of a group counts.
-        {"name": "pp", "expression": "has(object.spec.pipelineParallelSize) ? object.spec.pipelineParallelSize : 1"},
+        {
+            "name": "pp",
+            "expression": "(has(object.spec.pipelineParallelSize) ? object.spec.pipelineParallelSize : 1) * "
+            "(has(object.spec.dataParallelSize) ? object.spec.dataParallelSize : 1)",
+        },
         {
             "name": "named",
             "expression": "has(object.spec.tensorParallelSize) || has(object.spec.pipelineParallelSize) || "
-            "has(object.spec.nodes)",
+            "has(object.spec.nodes) || has(object.spec.dataParallelSize)",
         },
         {
             "name": "perNode",

@@ -282,8 +282,8 @@ def check_layout(r: Resolved) -> None:
     if not per_pod:
         raise LayoutError(
             "nodes",
-            f"tensorParallelSize x pipelineParallelSize = {lay.gpus} GPUs cannot be split evenly over "
-            f"{lay.nodes} nodes (spec.nodes)",
+            f"tensorParallelSize x pipelineParallelSize x dataParallelSize = {lay.gpus} GPUs cannot be split "
+            f"evenly over {lay.nodes} nodes (spec.nodes)",
         )
     if per_pod > gpus or gpus % per_pod:
         if lay.multi_node:
@@ -297,6 +297,12 @@ def check_layout(r: Resolved) -> None:
             f"{lay.gpus} GPUs per replica cannot be placed on nodes with {gpus} GPUs (spec.gpu.perNode); "
             f"use a tensorParallelSize that divides {gpus}, or spec.nodes (and pipelineParallelSize) for a "
             "replica over several nodes",
+        )
+    if lay.data > 1 and lay.multi_node:
+        raise LayoutError(
+            "dataParallelSize",
+            "data parallelism runs on one node: over several nodes it is not offered; use spec.replicas for more "
+            "copies of a replica over several nodes",
         )
     if lay.multi_node and len(r.name) > MULTI_NODE_NAME_MAX:
         raise LayoutError(

@@ -31,13 +31,15 @@ class Layout:
     tensor: int
     pipeline: int = 1
     nodes: int = 1
+    #: Engine copies inside the replica (vLLM's --data-parallel-size), on its one node.
+    data: int = 1
     #: True when the spec named none and the operator chose it from the preset's size.
     chosen: bool = False
 
     @property
     def gpus(self) -> int:
-        """GPUs of one replica (vLLM's world size)."""
-        return self.tensor * self.pipeline
+        """GPUs of one replica (vLLM's world size times its data-parallel engines)."""
+        return self.tensor * self.pipeline * self.data
 
     @property
     def gpus_per_pod(self) -> int:
@@ -51,6 +53,7 @@ class Layout:
     def describe(self) -> str:
         """As `kubectl get` shows it: `TP8`, `TP8xPP2 2 nodes`."""
         text = f"TP{self.tensor}" + (f"xPP{self.pipeline}" if self.pipeline > 1 else "")
+        text += f"xDP{self.data}" if self.data > 1 else ""
         return text + (f" {self.nodes} nodes" if self.multi_node else "")
 
 
@@ -69,13 +72,15 @@ def layout(spec: MiniMaxDeploymentSpec, preset: Preset | None) -> Layout:
     """The spec's layout; where it names none and the preset's weights exceed one node, the nodes
     vLLM's recipe would use (TP = GPUs per node, PP = nodes)."""
     tp = spec.tensorParallelSize or (preset.tensor_parallel_size if preset else 1)
-    named = spec.tensorParallelSize or spec.pipelineParallelSize or spec.nodes
+    named = spec.tensorParallelSize or spec.pipelineParallelSize or spec.nodes or spec.dataParallelSize
     if preset is not None and not named and not fits(preset, spec, tp):
         per_node = spec.gpu.perNode
         for n in range(1, MAX_NODES + 1):
             if fits(preset, spec, per_node * n):
                 return Layout(tensor=per_node, pipeline=n, nodes=n, chosen=True)
-    return Layout(tensor=tp, pipeline=spec.pipelineParallelSize or 1, nodes=spec.nodes or 1)
+    return Layout(
+        tensor=tp, pipeline=spec.pipelineParallelSize or 1, nodes=spec.nodes or 1, data=spec.dataParallelSize or 1
+    )
 
 
 def storage(spec: MiniMaxDeploymentSpec, preset: Preset | None) -> StorageSpec:

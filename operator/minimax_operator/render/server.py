@@ -70,9 +70,10 @@ def compile_subpath(r: Resolved) -> str | None:
     if r.claim_access_mode == "ReadOnlyMany":
         return None
     lay = r.layout
-    if lay.pipeline == 1 and not lay.multi_node:
+    if lay.pipeline == 1 and lay.data == 1 and not lay.multi_node:
         return compile_folder(r.image)
-    return f"{compile_folder(r.image)}@tp{lay.tensor}-pp{lay.pipeline}-nodes{lay.nodes}"
+    data = f"-dp{lay.data}" if lay.data > 1 else ""
+    return f"{compile_folder(r.image)}@tp{lay.tensor}-pp{lay.pipeline}{data}-nodes{lay.nodes}"
 
 
 def compile_folder(image: str) -> str:
@@ -114,6 +115,7 @@ def vllm_args(r: Resolved) -> list[str]:
         "--tensor-parallel-size",
         str(r.tensor_parallel_size),
         *(["--pipeline-parallel-size", str(r.layout.pipeline)] if r.layout.pipeline > 1 else []),
+        *(["--data-parallel-size", str(r.layout.data)] if r.layout.data > 1 else []),
         "--host",
         "0.0.0.0",
         "--port",
