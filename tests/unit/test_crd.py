@@ -62,3 +62,13 @@ def test_every_cel_rule_says_what_is_wrong_and_where() -> None:
     for rule in found:
         assert len(rule.get("message", "")) > 20 and not rule["message"].startswith("."), rule
         assert rule.get("fieldPath", ".x").startswith("."), rule
+
+
+def test_the_resource_scales_like_a_deployment() -> None:
+    # kubectl scale, a HorizontalPodAutoscaler and KEDA act on spec.replicas through /scale.
+    scale = crd.crd()["spec"]["versions"][0]["subresources"]["scale"]
+    assert scale == {
+        "specReplicasPath": ".spec.replicas",
+        "statusReplicasPath": ".status.replicas",
+        "labelSelectorPath": ".status.selector",
+    }

@@ -515,6 +515,14 @@ class MiniMaxDeploymentStatus(_Model):
     tensorParallelSize: int | None = None
     layout: str | None = Field(default=None, description="How one replica is laid out: TP8, TP8xPP2 2 nodes.")
     nodes: int | None = Field(default=None, description="Nodes one replica spans.")
+    replicas: int | None = Field(
+        default=None, description="Server replicas that exist (the scale subresource's status replicas)."
+    )
+    selector: str | None = Field(
+        default=None,
+        description="Label selector of the servers' pods (of each group's leader over several nodes), for the "
+        "scale subresource: what a HorizontalPodAutoscaler reads metrics of.",
+    )
     endpoint: str | None = Field(default=None, description="OpenAI-compatible base URL inside the cluster.")
     conditions: list[Condition] = Field(default_factory=list)
     cache: str | None = Field(default=None, description="The MiniMaxModelCache whose weights are served.")

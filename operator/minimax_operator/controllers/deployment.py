@@ -402,6 +402,8 @@ class Reconciler(Base):
             return st.false("ServerReady", "ApplyFailed", api_message(e))
         if dep is not None:
             new["endpoint"] = r.endpoint
+        new["replicas"] = int(((dep or {}).get("status") or {}).get("replicas") or 0)
+        new["selector"] = render.pod_selector(r)
         if multi:
             needs = server.needs_group_pods(dep, replicas)
             pods = self.kube.list("Pod", r.namespace, render.selector(r, COMPONENT_SERVER)) if needs else []

@@ -177,6 +177,13 @@ def crd() -> dict[str, Any]:
         api.NAME_MAX,
         api.NAME_RULE_MESSAGE,
     )
+    # `kubectl scale mmd`, a HorizontalPodAutoscaler and KEDA act on the resource itself: spec.replicas
+    # stays the one place replicas are decided (the operator never writes it, and the server follows it).
+    version["subresources"]["scale"] = {
+        "specReplicasPath": ".spec.replicas",
+        "statusReplicasPath": ".status.replicas",
+        "labelSelectorPath": ".status.selector",
+    }
     return _definition(names.KIND, names.PLURAL, names.SINGULAR, names.SHORT_NAMES, "Namespaced", [version])
 
 

@@ -326,10 +326,21 @@ def server(r: Resolved, owner: Owner | None, replicas: int | None = None) -> Obj
     return leader_worker_set(r, owner, replicas) if r.layout.multi_node else deployment(r, owner, replicas)
 
 
-def service(r: Resolved, owner: Owner | None) -> Obj:
-    selector_ = selector(r, COMPONENT_SERVER)
+def serving_pods(r: Resolved) -> dict[str, str]:
+    """The pods that serve HTTP: every server pod on one node, each group's leader over several."""
+    out = selector(r, COMPONENT_SERVER)
     if r.layout.multi_node:
-        selector_[LWS_WORKER_INDEX_LABEL] = "0"  # the leaders serve HTTP; the workers run headless
+        out[LWS_WORKER_INDEX_LABEL] = "0"  # the workers run headless
+    return out
+
+
+def pod_selector(r: Resolved) -> str:
+    """`serving_pods` as a label selector string (status.selector, for the scale subresource)."""
+    return ",".join(f"{k}={v}" for k, v in sorted(serving_pods(r).items()))
+
+
+def service(r: Resolved, owner: Owner | None) -> Obj:
+    selector_ = serving_pods(r)
     return stamp(
         {
             "apiVersion": "v1",
