@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -58,10 +59,10 @@ TOOLS = [
 ]
 
 
-def rendered(preset: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def rendered(preset: str, pod_security: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """The server container of the preset's Deployment, and the ChatOS entry, as the operator renders them."""
     doc = {"apiVersion": "minimax.chatos.io/v1alpha1", "kind": "MiniMaxDeployment", "metadata": {"name": "check"}}
-    doc["spec"] = {"model": preset}
+    doc["spec"] = {"model": preset, **({"vllm": {"podSecurity": pod_security}} if pod_security else {})}
     mmd = MiniMaxDeployment.model_validate(doc)
     r = resolve("check", "default", mmd.spec, {})
     deployment = render_server.deployment(r, None)
@@ -103,10 +104,27 @@ def mounted_env(container: dict[str, Any]) -> dict[str, str]:
     )
     env = {e["name"]: e["value"] for e in container.get("env") or [] if "value" in e}
     if sub:
-        folder = str(CLAIM_CACHE / sub)
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        env = {k: v.replace(render_server.COMPILE_DIR, folder) for k, v in env.items()}
+        folder = CLAIM_CACHE / sub
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o1777)  # as the download Job prepares it (download/job.py prepare_compile_folder)
+        env = {k: v.replace(render_server.COMPILE_DIR, str(folder)) for k, v in env.items()}
     return env
+
+
+def as_pod_user(pod: dict[str, Any], container: dict[str, Any], argv: list[str], env: dict[str, str]) -> list[str]:
+    """The pod's user, as its securityContext says: uid and gid, no capabilities, no new privileges,
+    HOME on an empty folder of its own (the pod's emptyDir)."""
+    ctx = pod.get("securityContext") or {}
+    if not ctx.get("runAsUser"):
+        return argv
+    uid, gid = int(ctx["runAsUser"]), int(ctx.get("runAsGroup", ctx["runAsUser"]))
+    home = Path(env.get("HOME", "/home/vllm"))
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    os.chown(home, uid, gid)
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--no-new-privs", "--inh-caps=-all",
+            "--bounding-set=-all", *argv]  # fmt: skip
 
 
 def small_context(args: list[str]) -> list[str]:
@@ -283,15 +301,28 @@ def main() -> int:
     p.add_argument("--timeout", type=float, default=540)
     p.add_argument("--reasoning-parser", help="replace the preset's (to compare with an earlier choice)")
     p.add_argument("--layout", choices=sorted(LAYOUTS), help="a two-GPU layout (see above)")
+    p.add_argument("--pod-security", choices=["baseline", "restricted"], help="render with spec.vllm.podSecurity")
+    p.add_argument("--claim", action="store_true", help="the cache folder of the claim's subPath (CLAIM_CACHE)")
     args = p.parse_args()
     if args.layout:
         return run_layout(args)
 
-    container, entry = rendered(args.preset)
+    container, entry = rendered(args.preset, args.pod_security)
     argv = [*container["command"], *one_gpu(container["args"])]
     if args.reasoning_parser:
         argv[argv.index("--reasoning-parser") + 1] = args.reasoning_parser
-    env = {**os.environ, **{e["name"]: e["value"] for e in container.get("env") or [] if "value" in e}}
+    if args.claim:  # the cache folder where the claim's subPath puts it, as the pod mounts it
+        env = {**os.environ, **mounted_env(container)}
+    else:
+        env = {**os.environ, **{e["name"]: e["value"] for e in container.get("env") or [] if "value" in e}}
+    if args.pod_security:
+        pod = render_server.deployment(
+            resolve("check", "default", MiniMaxDeployment.model_validate({
+                "apiVersion": "minimax.chatos.io/v1alpha1", "kind": "MiniMaxDeployment", "metadata": {"name": "check"},
+                "spec": {"model": args.preset, "vllm": {"podSecurity": args.pod_security}}}).spec, {}),
+            None,
+        )["spec"]["template"]["spec"]  # fmt: skip
+        argv = as_pod_user(pod, container, argv, env)
     log_path = args.log or args.report.with_suffix(".log")
     report: dict[str, Any] = {
         "preset": args.preset,

@@ -3,6 +3,8 @@
 #   hack/gpu-check/run.sh stash            keep the carried .gpu/part-* outside the work tree
 #   hack/gpu-check/run.sh bf16|fp8 [PRESET] install once, then a cold and a warm start of the
 #                                          preset's rendered server on a tiny checkpoint
+#   hack/gpu-check/run.sh users-cold|users-warm  the default server, then the restricted one (uid 1000),
+#                                          on one claim's cache folder: cold, then (a second call) warm
 #   hack/gpu-check/run.sh multinode [PRESET] on two GPUs: one node TP 2 (the Deployment), then two
 #                                          "nodes" of one GPU each, TP and PP (the LeaderWorkerSet's
 #                                          leader and worker containers as two processes)
@@ -13,7 +15,7 @@ site=/tmp/site
 out=${OUT:-$PWD/gpu-check-out}
 mkdir -p "$store" "$out"
 if compgen -G ".gpu/part-*" >/dev/null; then mv .gpu/part-* "$store/"; fi
-variant=${1:?stash, bf16, fp8 or multinode}
+variant=${1:?stash, bf16, fp8, multinode, users-cold or users-warm}
 preset=${2:-MiniMax-M2.5}
 if [[ $variant == stash ]]; then ls -la "$store"; df -h /root | tail -1; exit 0; fi
 
@@ -40,8 +42,21 @@ echo "ulimit -n soft $(ulimit -Sn) hard $(ulimit -Hn)"
 python3 -c 'import vllm, torch; print("vllm", vllm.__version__, "torch", torch.__version__, torch.cuda.get_device_name())'
 
 model=/models/MiniMaxAI/$preset
-rm -rf "$model"
+[[ $variant == users-warm ]] || rm -rf "$model"
 flag=(); [[ $variant == fp8 ]] && flag=(--fp8)
+if [[ $variant == users-cold || $variant == users-warm ]]; then
+  # One claim, two users: the default server (the image's root) first, then the restricted one
+  # (uid 1000), each on the folder the rendered pod mounts; cold (an empty claim) or warm (again).
+  [[ $variant == users-cold ]] && rm -rf /var/cache/minimax-claim
+  [[ -f $model/config.json ]] || python3 hack/gpu-check/tiny_checkpoint.py "$model"
+  chmod -R a+rX /models
+  for security in baseline restricted; do
+    python3 hack/gpu-check/check.py --preset "$preset" --pod-security "$security" --claim \
+      --label "$variant-$security" --report "$out/$variant-$security.json" --log "$out/$variant-$security.log" || true
+  done
+  find /var/cache/minimax-claim -maxdepth 3 -printf '%u %m %p\n' | sort | tee "$out/$variant-tree.txt"
+  exit 0
+fi
 if [[ $variant == multinode ]]; then
   python3 hack/gpu-check/tiny_checkpoint.py "$model" --kv-heads 2  # qk-norm needs a KV head per TP rank
   rm -rf /var/cache/minimax-claim

@@ -193,3 +193,16 @@ def test_data_parallel_engines_share_one_pod_and_its_gpus() -> None:
     assert c["resources"]["limits"]["nvidia.com/gpu"] == "8"
     mount = next(m for m in c["volumeMounts"] if m["mountPath"] == render_server.COMPILE_DIR)
     assert mount["subPath"].endswith("@tp1-pp1-dp8-nodes1")
+
+
+def test_a_restricted_server_keeps_its_caches_in_a_folder_of_its_own_user() -> None:
+    # Folders a root server made in the shared cache are 0755 root: a restricted server (uid 1000)
+    # makes uid1000/ in the world-writable mounted folder and owns everything below it.
+    env = {
+        e["name"]: e["value"]
+        for e in container(render_server.server(r(vllm={"podSecurity": "restricted"}), OWNER))["env"]
+    }
+    assert env["XDG_CACHE_HOME"] == "/var/cache/minimax/uid1000"
+    assert env["TRITON_CACHE_DIR"] == "/var/cache/minimax/uid1000/triton"
+    default = {e["name"]: e["value"] for e in container(render_server.server(r(), OWNER))["env"]}
+    assert default["XDG_CACHE_HOME"] == "/var/cache/minimax"  # as before: no roll on upgrade

@@ -76,6 +76,25 @@ def compile_subpath(r: Resolved) -> str | None:
     return f"{compile_folder(r.image)}@tp{lay.tensor}-pp{lay.pipeline}{data}-nodes{lay.nodes}"
 
 
+#: The user a restricted server runs as (its pod's securityContext).
+RESTRICTED_UID = 1000
+
+
+def compile_cache_dir(r: Resolved) -> str:
+    """Where in the container the caches go: the mounted folder, or for a restricted server a folder
+    of its own user inside it.
+
+    Why: the folder is shared by every server of the image (and layout) on the claim, and folders a
+    root server made there are 0755 root; a restricted server (uid 1000) started after one crashed
+    with `PermissionError` (hack/gpu-check). The mounted folder is world-writable and sticky (the
+    download Job prepares it), so the restricted server makes `uid1000/` itself and owns all below
+    it. A default server keeps the folder of earlier releases (no roll on upgrade).
+    """
+    if r.pod_security == "restricted":
+        return f"{COMPILE_DIR}/uid{RESTRICTED_UID}"
+    return COMPILE_DIR
+
+
 def compile_folder(image: str) -> str:
     """Folder of one vLLM image's compile and kernel caches, relative to the claim's root.
 
@@ -158,10 +177,11 @@ def deployment(r: Resolved, owner: Owner | None, replicas: int | None = None) ->
     if r.pod_security == "restricted":
         env.append({"name": "HOME", "value": SERVER_HOME})  # before the user's env, which may override it
     # Compile and kernel caches (minutes of DeepGEMM and torch.compile warm-up) outlive the pod.
+    cache = compile_cache_dir(r)
     env += [
-        {"name": "XDG_CACHE_HOME", "value": COMPILE_DIR},  # vLLM's cache root: torch.compile, DeepGEMM
-        {"name": "TRITON_CACHE_DIR", "value": f"{COMPILE_DIR}/triton"},
-        {"name": "FLASHINFER_WORKSPACE_BASE", "value": COMPILE_DIR},
+        {"name": "XDG_CACHE_HOME", "value": cache},  # vLLM's cache root: torch.compile, DeepGEMM
+        {"name": "TRITON_CACHE_DIR", "value": f"{cache}/triton"},
+        {"name": "FLASHINFER_WORKSPACE_BASE", "value": cache},
     ]
     env += [e.model_dump(exclude_none=True) for e in v.env]
     compile_path = compile_subpath(r)
@@ -220,9 +240,9 @@ def deployment(r: Resolved, owner: Owner | None, replicas: int | None = None) ->
     if r.pod_security == "restricted":
         pod_spec["securityContext"] = {
             "runAsNonRoot": True,
-            "runAsUser": 1000,
-            "runAsGroup": 1000,
-            "fsGroup": 1000,
+            "runAsUser": RESTRICTED_UID,
+            "runAsGroup": RESTRICTED_UID,
+            "fsGroup": RESTRICTED_UID,
             "seccompProfile": {"type": "RuntimeDefault"},
         }
         pod_spec["volumes"].append({"name": "home", "emptyDir": {}})
