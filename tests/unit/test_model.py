@@ -150,3 +150,11 @@ def test_m2_dp8_with_expert_parallel_is_vllms_recipe_on_one_node() -> None:
             spec(model="MiniMax-M2.5", tensorParallelSize=8, dataParallelSize=2, nodes=2, expertParallel=True),
         )
     assert e.value.field == "spec.dataParallelSize"
+
+
+def test_a_surge_rollout_needs_a_claim_two_pods_can_mount() -> None:
+    with pytest.raises(LayoutError, match="one pod at a time") as e:
+        resolve(
+            "m", "ns", spec(model="MiniMax-M2.5", storage={"accessMode": "ReadWriteOncePod"}, rollout={"maxSurge": 1})
+        )
+    assert e.value.field == "spec.rollout.maxSurge"

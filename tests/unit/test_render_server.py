@@ -206,3 +206,12 @@ def test_a_restricted_server_keeps_its_caches_in_a_folder_of_its_own_user() -> N
     assert env["TRITON_CACHE_DIR"] == "/var/cache/minimax/uid1000/triton"
     default = {e["name"]: e["value"] for e in container(render_server.server(r(), OWNER))["env"]}
     assert default["XDG_CACHE_HOME"] == "/var/cache/minimax"  # as before: no roll on upgrade
+
+
+def test_a_surge_rollout_keeps_the_old_servers_until_the_new_are_ready() -> None:
+    dep = render_server.server(r(rollout={"maxSurge": 1}), OWNER)
+    assert dep["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    group = render_server.server(r(model="MiniMax-M3", rollout={"maxSurge": 1}), OWNER)
+    assert group["spec"]["rolloutStrategy"]["rollingUpdateConfiguration"] == {"maxSurge": 1, "maxUnavailable": 0}
+    default = render_server.server(r(), OWNER)
+    assert default["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}  # never extra GPUs

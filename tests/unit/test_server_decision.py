@@ -42,6 +42,12 @@ def pod_waiting(reason: str) -> dict[str, Any]:
     return {"metadata": {"name": "p"}, "status": status}
 
 
+UNSCHEDULABLE = {
+    "metadata": {"name": "new"},
+    "status": {
+        "conditions": [{"type": "PodScheduled", "status": "False", "message": "0/3 nodes: Insufficient nvidia.com/gpu"}]
+    },
+}
 CONDITIONS = [
     ("no Deployment: waiting for weights", None, 1, [], ("False", "WaitingForWeights")),
     ("parked", dep(want=0), 0, [], ("False", "Stopped")),
@@ -75,6 +81,14 @@ CONDITIONS = [
     ),
     ("a crashing server", dep(), 1, [pod_waiting("CrashLoopBackOff")], ("False", "CrashLoopBackOff")),
     ("loading weights", dep(), 1, [{"metadata": {"name": "p"}, "status": {"phase": "Running"}}], ("False", "Starting")),
+    (
+        "a rollout whose new server waits for GPUs while the old one serves",
+        dep(2, 2, observedGeneration=2, updatedReplicas=1, availableReplicas=1, replicas=3),
+        2,
+        [UNSCHEDULABLE],
+        ("False", "RolloutWaitingForGPUs"),
+    ),
+    ("nothing serves and no GPUs", dep(), 1, [UNSCHEDULABLE], ("False", "Unschedulable")),
 ]
 
 

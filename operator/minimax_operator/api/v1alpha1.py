@@ -334,6 +334,20 @@ _WORLD = (
 _NODES = "(has(self.nodes) ? self.nodes : 1)"
 
 
+class RolloutSpec(_Model):
+    """How a spec change replaces the servers."""
+
+    maxSurge: int = Field(
+        default=0,
+        ge=0,
+        le=16,
+        description="Servers (or groups over several nodes) started beside the old ones during a rollout. 0 (the "
+        "default): one old server stops before its new one starts, so a rollout never needs GPUs the replicas do "
+        "not hold, and never waits on a full cluster. Above 0: the old servers keep serving until the new ones are "
+        "ready, on spare GPUs.",
+    )
+
+
 class MiniMaxDeploymentSpec(_Model):
     """A MiniMax model served by vLLM and registered in ChatOS."""
 
@@ -440,6 +454,7 @@ class MiniMaxDeploymentSpec(_Model):
         "TP = spec.gpu.perNode and PP = nodes, as vLLM's recipes do.",
     )
     replicas: int = Field(default=1, ge=0, le=64, description="Server replicas; 0 parks the model (weights kept).")
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec, description="How a spec change replaces the servers.")
     maxModelLen: int | None = Field(default=None, ge=256, le=1048576, description="Context length (--max-model-len).")
     gpuMemoryUtilization: float | None = Field(
         default=None, gt=0.1, le=0.99, description="Fraction of GPU memory vLLM may use."

@@ -66,6 +66,13 @@ def condition(deployment: Obj | None, replicas: int, served_model_name: str, pod
             reason, text = st.creation_failure(str(c.get("message", "")))
             return st.false("ServerReady", reason, f"server pods cannot be created: {text}")
     problem = st.pod_problem(pods)
+    if problem and problem[0] == "Unschedulable" and available and updated < replicas:
+        # A rollout: the new server waits for GPUs while the old ones still serve.
+        return st.false(
+            "ServerReady",
+            "RolloutWaitingForGPUs",
+            f"{available}/{replicas} replicas serving the old spec; the new server waits for GPUs: {problem[1]}",
+        )
     if problem:
         return st.false("ServerReady", problem[0], problem[1])
     return st.false("ServerReady", "Starting", f"{available}/{replicas} replicas ready (loading weights)")

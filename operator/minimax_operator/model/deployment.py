@@ -262,6 +262,12 @@ def check_storage(r: Resolved, access_modes: list[str]) -> None:
                 f"{per_node // tp} replicas",
             )
         return
+    if "ReadWriteOncePod" in access_modes and r.spec.rollout.maxSurge:
+        raise LayoutError(
+            "rollout.maxSurge",
+            "a ReadWriteOncePod claim allows one pod at a time, so no server can start beside the old one; "
+            "use ReadWriteOnce or ReadWriteMany, or rollout.maxSurge 0",
+        )
     if "ReadWriteOncePod" in access_modes and replicas > 1:
         raise LayoutError(
             field,

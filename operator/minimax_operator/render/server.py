@@ -151,6 +151,13 @@ def vllm_args(r: Resolved) -> list[str]:
     return args
 
 
+def rolling_update(r: Resolved) -> Obj:
+    """maxSurge 0 / maxUnavailable 1 by default (never more GPUs than the replicas hold); with
+    spec.rollout.maxSurge, new servers start beside the old, which serve until the new are ready."""
+    surge = r.spec.rollout.maxSurge
+    return {"maxSurge": surge, "maxUnavailable": 0} if surge else {"maxSurge": 0, "maxUnavailable": 1}
+
+
 def server_tolerations(r: Resolved) -> list[Obj]:
     """The GPU resource's usual taint (as GKE and the GPU operator set it), plus the user's."""
     tolerations: list[Obj] = [{"key": r.spec.gpu.resourceName, "operator": "Exists", "effect": "NoSchedule"}]
@@ -256,7 +263,7 @@ def deployment(r: Resolved, owner: Owner | None, replicas: int | None = None) ->
     strategy: Obj = (
         {"type": "Recreate"}
         if mode == "ReadWriteOncePod"
-        else {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
+        else {"type": "RollingUpdate", "rollingUpdate": rolling_update(r)}
     )
     pod_annotations = {WEIGHTS_KEY_ANNOTATION: r.weights_key, **v.podAnnotations}
     meta = _meta(r, r.name, owner, COMPONENT_SERVER)
@@ -325,11 +332,8 @@ def leader_worker_set(r: Resolved, owner: Owner | None, replicas: int | None = N
             "spec": {
                 "replicas": dep["spec"]["replicas"],
                 "startupPolicy": "LeaderCreated",
-                # Never ask for more GPUs than the replicas hold: one group at a time, none extra.
-                "rolloutStrategy": {
-                    "type": "RollingUpdate",
-                    "rollingUpdateConfiguration": {"maxUnavailable": 1, "maxSurge": 0},
-                },
+                # By default never ask for more GPUs than the replicas hold: one group at a time, none extra.
+                "rolloutStrategy": {"type": "RollingUpdate", "rollingUpdateConfiguration": rolling_update(r)},
                 "leaderWorkerTemplate": {
                     "size": r.layout.nodes,
                     "restartPolicy": "RecreateGroupOnPodRestart",
