@@ -8,10 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.harness.cluster import ROOT, Cluster, Operator, local_cluster, start_operator, wait_for
+from tests.harness.cluster import ROOT, Cluster, Operator, assert_quiet, local_cluster, start_operator, wait_for
 from tests.harness.cluster import operator_identity_kubeconfig as identity
 
 LWS = ("leaderworkerset.x-k8s.io", "v1", "leaderworkersets")
+OPERATOR_USER = "system:serviceaccount:minimax-system:minimax-operator"
 M3 = {"model": "MiniMax-M3", "chatos": {"displayName": "MiniMax M3"}}  # BF16: 801 GiB, two 8 x 80 GB nodes
 
 
@@ -167,3 +168,16 @@ def test_a_layout_moving_to_two_nodes_replaces_the_server(cluster: Cluster, ns: 
     assert obj["status"]["nodes"] == 2
     assert [m["model_id"] for m in cluster.chatos_models(ns)] == ["MiniMax-M3"]
     assert len(cluster.mmcs(ns)) == 2  # the one-node cache is kept (its weights are never deleted by a move)
+
+
+def test_a_group_in_steady_state_writes_and_reads_nothing(cluster: Cluster, ns: str, operator: Operator) -> None:
+    """Ready groups resync from the stores (the LeaderWorkerSet informer's too): no write, no GET or LIST."""
+    cluster.chatos_configmap(ns, [])
+    cluster.create_mmd(ns, "m3", M3)
+    cluster.wait_phase(ns, "m3", "Ready", timeout=120)
+    assert_quiet(cluster, operator, OPERATOR_USER, ns)
+    before = len(cluster.audit_requests(OPERATOR_USER, ns))
+    start = operator.metric("minimax_operator_reconciles_total")
+    wait_for(lambda: operator.metric("minimax_operator_reconciles_total") >= start + 5, what="five more resyncs")
+    calls = [(e["verb"], e["objectRef"].get("resource")) for e in cluster.audit_requests(OPERATOR_USER, ns)[before:]]
+    assert [c for c in calls if c[0] != "watch"] == []
