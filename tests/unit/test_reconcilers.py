@@ -214,3 +214,43 @@ def test_in_a_restricted_namespace_the_server_is_restricted_and_baseline_is_refu
     dep = kube.object("Deployment", "m25")
     assert dep is not None
     assert dep["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+
+
+def test_a_multi_node_model_waits_for_lws_then_is_one_group_and_retires_its_deployment() -> None:
+    kube, deployments = deployment_scene()
+    installed = {"LeaderWorkerSet": False}
+    deployments.watch_kind = lambda kind: installed[kind]
+    body = kube.object("MiniMaxDeployment", "m25")
+    assert body is not None
+    # It served on one node before (141 GB GPUs): its Deployment exists.
+    kube.put({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"replicas": 1}, "metadata": {
+        "name": "m25", "ownerReferences": [{"uid": body["metadata"]["uid"], "controller": True}]}})  # fmt: skip
+    kube.put({**body, "spec": {"model": "MiniMax-M3"}})  # 80 GB GPUs: two nodes
+    reconcile_mmd(kube, deployments)
+    result = reconcile_mmd(kube, deployments)
+    mmd = kube.object("MiniMaxDeployment", "m25")
+    assert conditions(mmd)["WeightsReady"] == ("False", "MultiNodeUnavailable") and mmd is not None
+    assert mmd["status"]["phase"] == "Failed" and mmd["status"]["layout"] == "TP8xPP2 2 nodes"
+    assert not [w for w in kube.writes if w[1] in ("MiniMaxModelCache", "LeaderWorkerSet")]  # nothing downloaded
+    assert ("Warning", "MultiNodeUnavailable") in [(t, r) for t, r, _ in kube.events]
+    assert result.requeue_after == 60  # installing LWS sends the resource no event
+
+    installed["LeaderWorkerSet"] = True  # the platform installed LWS
+    reconcile_mmd(kube, deployments)
+    mmd = kube.object("MiniMaxDeployment", "m25")
+    assert mmd is not None
+    cache = kube.object("MiniMaxModelCache", mmd["status"]["cache"])
+    assert cache is not None and cache["spec"]["storage"]["accessMode"] == "ReadWriteMany"
+    verified = {
+        "claimName": f"{cache['metadata']['name']}-weights",
+        "accessMode": "ReadWriteMany",
+        "commit": COMMIT,
+        "path": f"revisions/MiniMaxAI/MiniMax-M3/{COMMIT}",
+        "conditions": [{"type": "Ready", "status": "True"}],
+    }
+    kube.put({**cache, "status": verified})
+    reconcile_mmd(kube, deployments)
+    group = kube.object("LeaderWorkerSet", "m25-group")
+    assert group is not None and group["spec"]["leaderWorkerTemplate"]["size"] == 2
+    assert kube.object("Deployment", "m25") is None and ("delete", "Deployment", "m25") in kube.writes
+    assert conditions(kube.object("MiniMaxDeployment", "m25"))["ServerReady"][1] == "Starting"

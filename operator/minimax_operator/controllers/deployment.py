@@ -201,6 +201,8 @@ class Reconciler(Base):
                         self.registrar.unregister(target, f"{ns}/{name}")
                 new.pop("endpoint", None)
                 result.requeue(30)  # someone else's object is not in our stores: its removal sends no event
+            if isinstance(e, MultiNodeUnavailable):
+                result.requeue(60)  # installing LWS sends this resource no event
             self._fail(body, old, new, e.reason, str(e), result)
             return
         registered = self.registrar.reconcile(body, r, server_ready.status == "True", old, new)
