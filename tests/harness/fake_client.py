@@ -17,6 +17,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+
 from minimax_operator.controllers.watches import KINDS
 from minimax_operator.runtime.client import Conflict
 from minimax_operator.runtime.informers import Stores
@@ -35,6 +37,8 @@ class FakeKube:
     logs: dict[str, str] = field(default_factory=dict)
     #: (kind, name) -> FailedCreate message.
     refused: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: Kinds whose API the server no longer serves (an add-on uninstalled): writes answer 404.
+    uninstalled: set[str] = field(default_factory=set)
     _rv: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     # ---- setting the scene ------------------------------------------------------------------
@@ -84,6 +88,8 @@ class FakeKube:
         return have
 
     def apply(self, obj: Obj) -> Obj:
+        if obj["kind"] in self.uninstalled:
+            raise ApiException(status=404, reason="Not Found")
         have = self._check_version(obj)
         merged = copy.deepcopy(obj)
         if have is not None:

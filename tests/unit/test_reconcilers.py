@@ -254,3 +254,23 @@ def test_a_multi_node_model_waits_for_lws_then_is_one_group_and_retires_its_depl
     assert group is not None and group["spec"]["leaderWorkerTemplate"]["size"] == 2
     assert kube.object("Deployment", "m25") is None and ("delete", "Deployment", "m25") in kube.writes
     assert conditions(kube.object("MiniMaxDeployment", "m25"))["ServerReady"][1] == "Starting"
+
+
+def test_lws_uninstalled_after_its_watch_started_says_so() -> None:
+    kube, deployments = deployment_scene()
+    deployments.watch_kind = lambda kind: True  # watched since the operator started
+    kube.uninstalled.add("LeaderWorkerSet")
+    body = kube.object("MiniMaxDeployment", "m25")
+    assert body is not None
+    kube.put({**body, "spec": {"model": "MiniMax-M3"}})
+    reconcile_mmd(kube, deployments)
+    reconcile_mmd(kube, deployments)
+    mmd = kube.object("MiniMaxDeployment", "m25")
+    assert mmd is not None
+    cache = kube.object("MiniMaxModelCache", mmd["status"]["cache"])
+    assert cache is not None
+    kube.put({**cache, "status": {"claimName": "w", "accessMode": "ReadWriteMany", "commit": COMMIT,
+                                  "path": f"revisions/MiniMaxAI/MiniMax-M3/{COMMIT}"}})  # fmt: skip
+    result = reconcile_mmd(kube, deployments)
+    assert conditions(kube.object("MiniMaxDeployment", "m25"))["ServerReady"] == ("False", "MultiNodeUnavailable")
+    assert result.requeue_after == 60

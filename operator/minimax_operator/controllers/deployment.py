@@ -400,6 +400,14 @@ class Reconciler(Base):
                     "ServerReady", "StoppedForDownload", "ReadWriteOncePod: the server stops while the weights download"
                 )
         except ApiException as e:
+            if multi and e.status == 404:  # LWS uninstalled since its watch started
+                result.requeue(60)
+                return st.false(
+                    "ServerReady",
+                    "MultiNodeUnavailable",
+                    f"the API server no longer serves {LWS_API_VERSION}: reinstall LeaderWorkerSet "
+                    f"{LWS_TESTED_VERSION} or later, or use a layout of one node",
+                )
             result.requeue(30)
             return st.false("ServerReady", "ApplyFailed", api_message(e))
         if dep is not None:
