@@ -31,6 +31,8 @@ def test_every_example_renders(example: Path) -> None:
     kinds = [d["kind"] for d in docs]
     if example.name == "shared-cache.yaml":  # one cache, its claim and Job; two servers
         assert kinds == ["PersistentVolumeClaim", "Job", "Deployment", "Service", "Deployment", "Service"]
+    elif example.name == "minimax-m3-two-nodes.yaml":  # a replica over two nodes: one LeaderWorkerSet
+        assert kinds == ["MiniMaxModelCache", "PersistentVolumeClaim", "Job", "LeaderWorkerSet", "Service"]
     else:  # the implicit cache the resource shares, its claim and Job, then the server
         assert kinds == ["MiniMaxModelCache", "PersistentVolumeClaim", "Job", "Deployment", "Service"]
     assert all(d["metadata"]["namespace"] == "team-a" for d in docs)
