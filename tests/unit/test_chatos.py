@@ -122,6 +122,16 @@ def test_the_files_style_and_key_order_are_kept() -> None:
     assert text is not None and '\n    "z": 1' in text and list(json.loads(text)) == ["z", "models", "a"]
 
 
+def test_a_compact_file_with_a_unicode_line_break_in_a_string_stays_compact() -> None:
+    # Found by the hypothesis test below: str.splitlines() splits on U+0085 inside a key, so the
+    # compact file was taken for an indented one and re-indented.
+    compact = json.dumps([{"\x85 ": None}], separators=(",", ":"), ensure_ascii=False)
+    text, owners = chatos.upsert(compact, {}, OURS, "a/m25")
+    assert text is not None and "\n" not in text.strip()
+    back, _ = chatos.remove(text, owners, "a/m25")
+    assert back == compact + "\n"
+
+
 def test_numbers_are_written_back_as_they_were_written() -> None:
     # Python would print 1.10 as 1.1, 1e5 as 100000.0, 1e400 as Infinity (strict readers refuse it),
     # -0 as 0, and refuse an integer of 5,000 digits with a ValueError.

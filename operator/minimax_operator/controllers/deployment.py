@@ -324,7 +324,9 @@ class Reconciler(Base):
         """A replica over several nodes needs LWS: refused before anything costs when it is missing."""
         if not r.layout.multi_node:
             return
-        installed = self.watch_kind(LWS_KIND) if self.watch_kind else self._lws_served()
+        # Without informers (one-off commands) nothing is watched: an API found missing at apply time
+        # says MultiNodeUnavailable there (_server).
+        installed = self.watch_kind(LWS_KIND) if self.watch_kind else True
         if not installed:
             raise MultiNodeUnavailable(
                 f"{r.layout.describe()} spans {r.layout.nodes} nodes, a LeaderWorkerSet group, but the cluster does "
@@ -332,15 +334,6 @@ class Reconciler(Base):
                 f"{LWS_TESTED_VERSION} or later (https://lws.sigs.k8s.io), or use a layout of one node "
                 "(spec.tensorParallelSize, spec.gpu); nothing is downloaded until then"
             )
-
-    def _lws_served(self) -> bool:
-        try:
-            self.kube.list(LWS_KIND, "default", {})
-            return True
-        except ApiException as e:
-            if e.status == 404:
-                return False
-            raise
 
     def _preflight(self, r: Resolved, owner: Owner) -> None:
         """Check the server's names and the GPU quota before anything is created."""

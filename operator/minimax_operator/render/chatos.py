@@ -163,7 +163,7 @@ def _style(text: str | None) -> int | None:
     """The document's indentation: None for compact text, else the first indented line's spaces."""
     if text is None or not text.strip():
         return 2
-    for line in text.splitlines()[1:]:
+    for line in text.split("\n")[1:]:  # JSON breaks lines with \n only (splitlines also splits on U+0085 in a string)
         stripped = line.lstrip(" ")
         if stripped and len(stripped) < len(line):
             return len(line) - len(stripped)
