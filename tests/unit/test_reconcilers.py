@@ -219,7 +219,7 @@ def test_in_a_restricted_namespace_the_server_is_restricted_and_baseline_is_refu
 def test_a_multi_node_model_waits_for_lws_then_is_one_group_and_retires_its_deployment() -> None:
     kube, deployments = deployment_scene()
     installed = {"LeaderWorkerSet": False}
-    deployments.watch_kind = lambda kind: installed[kind]
+    deployments.watch_kind = lambda kind: installed.get(kind, False)
     body = kube.object("MiniMaxDeployment", "m25")
     assert body is not None
     # It served on one node before (141 GB GPUs): its Deployment exists.

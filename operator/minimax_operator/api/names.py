@@ -66,6 +66,8 @@ COMPONENT_SERVER = "server"
 COMPONENT_DOWNLOAD = "weights-download"
 COMPONENT_PRUNE = "weights-prune"
 COMPONENT_CLAIM = "weights"
+#: The Service that sends a parked model's requests to KEDA's HTTP add-on.
+COMPONENT_WAKE = "wake"
 
 #: The vLLM server's port (Service, probes, ChatOS's base_url).
 SERVER_PORT = 8000
@@ -80,3 +82,22 @@ LWS_TESTED_VERSION = "v0.9.0"
 #: Labels LWS puts on the pods of a group: the pod's place in it (0 is the leader).
 LWS_WORKER_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/worker-index"
 LWS_GROUP_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/group-index"
+
+# ---- KEDA (an add-on: autoscaling) and its HTTP add-on (waking a parked model) -------------------
+
+SCALED_OBJECT_KIND = "ScaledObject"
+KEDA_API_VERSION = "keda.sh/v1alpha1"
+#: The release the operator is tested with (hack/tools.env), named when KEDA is missing.
+KEDA_TESTED_VERSION = "v2.21.0"
+HTTP_SCALED_OBJECT_KIND = "HTTPScaledObject"
+KEDA_HTTP_API_VERSION = "http.keda.sh/v1alpha1"
+KEDA_HTTP_TESTED_VERSION = "v0.12.0"
+#: On an HTTPScaledObject: the add-on must not make a ScaledObject of its own (ours has its trigger).
+KEDA_HTTP_SKIP_SCALED_OBJECT = "httpscaledobject.keda.sh/skip-scaledobject-creation"
+#: The Service in front of a model that may be parked: its name is the resource's plus this.
+WAKE_SUFFIX = "-wake"
+
+# ---- Prometheus operator (an add-on: scraping the servers) --------------------------------------
+
+SERVICE_MONITOR_KIND = "ServiceMonitor"
+MONITORING_API_VERSION = "monitoring.coreos.com/v1"

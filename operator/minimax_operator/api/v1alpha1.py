@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.config import JsonDict
 
 from . import flags
@@ -348,6 +348,95 @@ class RolloutSpec(_Model):
     )
 
 
+class AutoscalingTarget(_Model):
+    """vLLM's own signals, per replica, that add a replica when exceeded (KEDA's Prometheus triggers)."""
+
+    waitingRequests: int | None = Field(
+        default=None,
+        ge=1,
+        le=10000,
+        description="Requests waiting in vLLM's queue per replica (vllm:num_requests_waiting) above which a "
+        "replica is added. Default 4 when kvCacheUsage is not set either.",
+    )
+    kvCacheUsage: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="KV-cache use per replica, 0 to 1 (vllm:kv_cache_usage_perc), above which a replica is added.",
+    )
+
+
+class AutoscalingSpec(_Model):
+    """Replicas between minReplicas and maxReplicas, on vLLM's signals, by KEDA (a ScaledObject on this resource)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.minReplicas <= self.maxReplicas",
+                    "spec.autoscaling.minReplicas must not exceed spec.autoscaling.maxReplicas",
+                    ".minReplicas",
+                ),
+            ]
+        },
+    )
+
+    minReplicas: int = Field(
+        default=1,
+        ge=0,
+        le=64,
+        description="Fewest replicas. 0 parks the model after idleSeconds without requests (GPUs freed, weights and "
+        "the ChatOS entry kept); the next request wakes it, held by KEDA's HTTP add-on until a server is ready.",
+    )
+    maxReplicas: int = Field(
+        ge=1,
+        le=64,
+        description="Most replicas; the namespace's GPU ResourceQuota can lower it (status.autoscaling says so).",
+    )
+    target: AutoscalingTarget = Field(
+        default_factory=AutoscalingTarget, description="Per-replica targets.", json_schema_extra=_EMPTY
+    )
+    scaleDownDelaySeconds: int = Field(
+        default=600,
+        ge=0,
+        le=86400,
+        description="How long the signals must stay low before a replica is removed. A server takes minutes to "
+        "start: removing one on a short lull costs a cold start on the next peak.",
+    )
+    idleSeconds: int = Field(
+        default=1800,
+        ge=60,
+        le=604800,
+        description="With minReplicas 0: how long without a request (none running, none waiting) before the model "
+        "parks.",
+    )
+    wakeTimeoutSeconds: int = Field(
+        default=900,
+        ge=30,
+        le=3600,
+        description="With minReplicas 0: how long a request to a parked model is held while a server starts, before "
+        "it is answered 502. Longer than the model's start (status.autoscaling.lastStartSeconds).",
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoscalingSpec:
+        # The CRD's CEL rule, for offline render and tests.
+        if self.minReplicas > self.maxReplicas:
+            raise ValueError("spec.autoscaling.minReplicas must not exceed spec.autoscaling.maxReplicas")
+        return self
+
+
+class MetricsSpec(_Model):
+    """How the servers' /metrics are scraped."""
+
+    serviceMonitor: bool = Field(
+        default=True,
+        description="Create a ServiceMonitor (Prometheus operator) for the server's Service when its API exists. "
+        "The Service carries prometheus.io/scrape annotations either way.",
+    )
+
+
 class MiniMaxDeploymentSpec(_Model):
     """A MiniMax model served by vLLM and registered in ChatOS."""
 
@@ -455,6 +544,15 @@ class MiniMaxDeploymentSpec(_Model):
     )
     replicas: int = Field(default=1, ge=0, le=64, description="Server replicas; 0 parks the model (weights kept).")
     rollout: RolloutSpec = Field(default_factory=RolloutSpec, description="How a spec change replaces the servers.")
+    autoscaling: AutoscalingSpec | None = Field(
+        default=None,
+        description="Scale replicas on vLLM's signals between minReplicas and maxReplicas (KEDA 2.x must be "
+        "installed; minReplicas 0 also needs KEDA's HTTP add-on). spec.replicas is then written by KEDA: leave it "
+        "out of what you apply (docs/gitops.md).",
+    )
+    metrics: MetricsSpec = Field(
+        default_factory=MetricsSpec, description="Scraping of the servers' metrics.", json_schema_extra=_EMPTY
+    )
     maxModelLen: int | None = Field(default=None, ge=256, le=1048576, description="Context length (--max-model-len).")
     gpuMemoryUtilization: float | None = Field(
         default=None, gt=0.1, le=0.99, description="Fraction of GPU memory vLLM may use."
@@ -475,8 +573,11 @@ class MiniMaxDeploymentSpec(_Model):
 
 # ---- status -------------------------------------------------------------------------------
 
-Phase = Literal["Pending", "Downloading", "Starting", "Ready", "Stopped", "Failed"]
+Phase = Literal["Pending", "Downloading", "Starting", "Ready", "Stopped", "Parked", "Waking", "Failed"]
 CONDITION_TYPES = ("WeightsReady", "ServerReady", "Registered", "Ready")
+#: Only on a resource with spec.autoscaling, after Ready (it does not make the resource unready: a model whose
+#: autoscaler is missing still serves its replicas).
+AUTOSCALING_CONDITION = "Autoscaling"
 
 
 class Condition(_Model):
@@ -520,6 +621,27 @@ class RegistrationStatus(_Model):
     modelId: str
 
 
+class AutoscalingStatus(_Model):
+    """What the autoscaler may do, and how long a start takes (the wait a parked model's first request sees)."""
+
+    scaledObject: str | None = Field(default=None, description="The KEDA ScaledObject that scales this resource.")
+    minReplicas: int | None = None
+    maxReplicas: int | None = Field(
+        default=None, description="The most replicas the autoscaler may set: spec's, or lower where a quota caps it."
+    )
+    limitedBy: str | None = Field(default=None, description="What lowers maxReplicas below the spec's, when it does.")
+    wakeEndpoint: str | None = Field(
+        default=None, description="Where requests go while the model may be parked (KEDA's HTTP add-on interceptor)."
+    )
+    startedAt: str | None = Field(default=None, description="When the current start (from 0 replicas) began.")
+    expectedReadyAt: str | None = Field(
+        default=None, description="When that start should be Ready, from the last start's duration."
+    )
+    lastStartSeconds: int | None = Field(
+        default=None, description="Seconds the last start from 0 replicas took to Ready (weights verified)."
+    )
+
+
 class MiniMaxDeploymentStatus(_Model):
     """Observed state, written by the operator only."""
 
@@ -539,6 +661,7 @@ class MiniMaxDeploymentStatus(_Model):
         "scale subresource: what a HorizontalPodAutoscaler reads metrics of.",
     )
     endpoint: str | None = Field(default=None, description="OpenAI-compatible base URL inside the cluster.")
+    autoscaling: AutoscalingStatus | None = Field(default=None, description="With spec.autoscaling.")
     conditions: list[Condition] = Field(default_factory=list)
     cache: str | None = Field(default=None, description="The MiniMaxModelCache whose weights are served.")
     commit: str | None = Field(default=None, description="Commit of the weights the server loads.")

@@ -158,7 +158,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         logging.getLogger("leaderelection").setLevel(logging.WARNING)  # a line per Lease renewal otherwise
     settings = Settings(
         operator=OperatorSettings(
-            download_image=args.download_image, download_backoff_limit=args.download_backoff_limit
+            download_image=args.download_image,
+            download_backoff_limit=args.download_backoff_limit,
+            prometheus_url=args.prometheus_url,
+            keda_http_scaler=args.keda_http_scaler,
+            keda_http_interceptor=args.keda_http_interceptor,
         ),
         vllm_images=_vllm_images(args.vllm_image),
         allow_chatos_namespaces=frozenset(args.allow_chatos_namespace),
@@ -232,6 +236,22 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--create-chatos-configmap", action="store_true", help="create a missing ChatOS ConfigMap")
     run.add_argument("--retry-base-seconds", type=int, default=60, help="first wait before a failed download retries")
     run.add_argument("--download-backoff-limit", type=int, default=4, help="pod retries inside one download Job")
+    defaults = OperatorSettings()
+    run.add_argument(
+        "--prometheus-url",
+        default=defaults.prometheus_url,
+        help="the Prometheus that scrapes the vLLM servers, as KEDA reaches it (spec.autoscaling)",
+    )
+    run.add_argument(
+        "--keda-http-scaler",
+        default=defaults.keda_http_scaler,
+        help="host:port of KEDA's HTTP add-on external scaler (models with spec.autoscaling.minReplicas 0)",
+    )
+    run.add_argument(
+        "--keda-http-interceptor",
+        default=defaults.keda_http_interceptor,
+        help="SERVICE.NAMESPACE:PORT of KEDA's HTTP add-on interceptor proxy, where ChatOS sends a model that parks",
+    )
     run.add_argument(
         "--leader-elect",
         action=argparse.BooleanOptionalAction,

@@ -123,7 +123,7 @@ class Base:
         for c in st.transitions(old.get("conditions") or [], conds):
             if c.type == "Ready" and c.status != "True":
                 continue  # Ready repeats the condition that explains it, which has its own Event
-            kind = "Warning" if c.status == "False" and c.failed else "Normal"
+            kind = "Warning" if c.status == "False" and (c.failed or c.reason in st.WARNING_REASONS) else "Normal"
             meta = body["metadata"]
             log.info("%s/%s %s=%s %s: %s", meta["namespace"], meta["name"], c.type, c.status, c.reason, c.message)
             self.kube.event(body, kind, c.reason, f"{c.type}={c.status}: {c.message}" if c.message else c.type)

@@ -81,13 +81,17 @@ class Registrar:
             target["namespace"] == body["metadata"]["namespace"] or target["namespace"] in self.allow_namespaces
         )
 
-    def reconcile(self, body: Obj, r: Resolved, server_ready: bool, old: Obj, new: Obj) -> st.Cond:
-        """The Registered condition; registers once the server is ready, moves or removes the entry."""
+    def reconcile(self, body: Obj, r: Resolved, server_ready: bool, old: Obj, new: Obj, parks: bool = False) -> st.Cond:
+        """The Registered condition; registers once the server is ready, moves or removes the entry.
+
+        `parks`: the model's requests go through KEDA's HTTP add-on, which wakes it; it stays registered
+        at 0 replicas, and registers before a server is ready (its first request starts one).
+        """
         spec = r.spec
         owner_id = f"{r.namespace}/{r.name}"
         reg_old = old.get("registration")
         target = self.target(body, spec)
-        wanted = spec.chatos.enabled and spec.replicas > 0
+        wanted = spec.chatos.enabled and (spec.replicas > 0 or parks)
         try:
             if reg_old and (not wanted or {k: reg_old[k] for k in target} != target):
                 self.unregister({k: reg_old[k] for k in target}, owner_id)
@@ -103,7 +107,7 @@ class Registrar:
                     f"spec.chatos.configMapRef.namespace: {target['namespace']} is not allowed for this operator "
                     "(start it with --allow-chatos-namespace)",
                 )
-            if not server_ready and not reg_old:
+            if not server_ready and not reg_old and not parks:
                 return st.unknown("Registered", "WaitingForServer", "registers once the server is ready")
             entry = chatos.chatos_entry(r)
             self.register(target, entry, owner_id)

@@ -30,16 +30,20 @@ from ..api.names import (
     COMPONENT_SERVER,
     CREATED_FOR_ANNOTATION,
     FINALIZER,
+    HTTP_SCALED_OBJECT_KIND,
     IMPLICIT_LABEL,
     LWS_API_VERSION,
     LWS_KIND,
     LWS_TESTED_VERSION,
+    SCALED_OBJECT_KIND,
+    SERVICE_MONITOR_KIND,
 )
 from ..api.v1alpha1 import CONDITION_TYPES, MiniMaxDeploymentSpec, MiniMaxModelCacheSpec
 from ..model import quota
 from ..model.deployment import ENFORCE_LABEL, Resolved, WeightsSource, check_storage, resolve
 from ..model.errors import LayoutError
 from ..model.model_cache import implicit_cache
+from ..render import autoscaling as scaling
 from ..render import chatos
 from ..render import server as render
 from ..render import status as st
@@ -48,7 +52,7 @@ from ..render.status import iso
 from ..runtime.client import Conflict, Kube
 from ..runtime.loop import Result
 from ..runtime.metrics import WRITES
-from . import claims, server, upgrade
+from . import autoscale, claims, server, upgrade
 from .base import Base, api_message
 from .chatos import Registrar
 from .errors import CacheNotFound, MultiNodeUnavailable, NameConflict, QuotaExceeded, ReconcileError
@@ -110,11 +114,31 @@ class Reconciler(Base):
     # ---- the steps ----------------------------------------------------------------------
 
     def _finish_conditions(
-        self, body: Obj, old: Obj, new: Obj, conds: list[st.Cond], replicas: int, result: Result
+        self,
+        body: Obj,
+        old: Obj,
+        new: Obj,
+        conds: list[st.Cond],
+        replicas: int,
+        result: Result,
+        scaling_state: tuple[autoscale.Plan, st.Cond] | None = None,
     ) -> None:
         conds = [*conds, st.ready_condition(conds)]
         assert tuple(c.type for c in conds) == CONDITION_TYPES
-        self._finish(body, old, new, conds, st.phase(conds, replicas), result)
+        phase = st.phase(conds, replicas)
+        if scaling_state is not None:
+            plan, cond = scaling_state
+            phase = _parked_phase(phase, plan, replicas, str(old.get("phase") or ""))
+            conds.append(cond)
+            times = autoscale.start_times(old, phase, self.clock())
+            auto = {
+                **new.get("autoscaling", {}),
+                "startedAt": times.started_at,
+                "expectedReadyAt": times.expected_ready_at,
+                "lastStartSeconds": times.last_start_seconds,
+            }
+            new["autoscaling"] = {k: v for k, v in auto.items() if v is not None}
+        self._finish(body, old, new, conds, phase, result)
 
     def _fail(self, body: Obj, old: Obj, new: Obj, reason: str, message: str, result: Result) -> None:
         conds = [
@@ -190,7 +214,11 @@ class Reconciler(Base):
             weights = self._weights(r, cache_name, cache, new)
             # One pod at all may mount a ReadWriteOncePod claim: the server stops while its cache downloads.
             claim_busy = r.claim_access_mode == "ReadWriteOncePod" and not _cache_ready(cache)
+            plan = self._plan(r)
+            if plan is not None and (not plan.scale or plan.condition.reason == "WakeUnavailable"):
+                result.requeue(60)  # installing KEDA or its HTTP add-on sends this resource no event
             server_ready = self._server(r, owner, weights.status == "True", claim_busy, new, result)
+            scaling_state = self._scaling(r, owner, plan, new)
             upgrade.delete_legacy_jobs(self.kube, r, owner)
         except (ReconcileError, LayoutError) as e:
             if isinstance(e, NameConflict):
@@ -205,8 +233,21 @@ class Reconciler(Base):
                 result.requeue(60)  # installing LWS sends this resource no event
             self._fail(body, old, new, e.reason, str(e), result)
             return
-        registered = self.registrar.reconcile(body, r, server_ready.status == "True", old, new)
-        self._finish_conditions(body, old, new, [weights, server_ready, registered], spec.replicas, result)
+        if plan is not None and plan.wake:
+            # ChatOS reaches the model through KEDA's HTTP add-on, which holds a parked model's requests.
+            r = dataclasses.replace(r, chatos_root=scaling.wake_root(r, self.settings.operator))
+            if spec.replicas == 0:
+                server_ready = st.false(
+                    "ServerReady",
+                    "Parked",
+                    f"no server while idle; the next request wakes it and is held up to "
+                    f"{spec.autoscaling.wakeTimeoutSeconds if spec.autoscaling else 0} s",
+                )
+        parks = bool(plan and plan.wake)
+        registered = self.registrar.reconcile(body, r, server_ready.status == "True", old, new, parks=parks)
+        self._finish_conditions(
+            body, old, new, [weights, server_ready, registered], spec.replicas, result, scaling_state
+        )
 
     def _enforced(self, namespace: str) -> str | None:
         """The Pod Security level the namespace enforces (its label), None when it sets none."""
@@ -344,6 +385,10 @@ class Reconciler(Base):
             (kind, name, render.server(r, owner)),
             ("Service", r.service_name, render.service(r, owner)),
         ]
+        if r.spec.autoscaling is not None:
+            probes.append(
+                ("Service", scaling.wake_service_name(r), scaling.wake_service(r, owner, self.settings.operator))
+            )
         for kind, obj_name, want in probes:
             have = self.kube.get(kind, r.namespace, obj_name)
             if have is not None and not ours(have, owner, want):
@@ -356,6 +401,78 @@ class Reconciler(Base):
                 "; ".join(map(str, never)) + ": this resource can never fit the namespace's quota; "
                 "ask for a larger quota or use fewer GPUs (tensorParallelSize, replicas)"
             )
+
+    # ---- autoscaling and scraping ------------------------------------------------------------
+
+    def _installed(self, kind: str) -> bool:
+        """Whether an add-on's API is served (its watch starts on first ask); without informers, assumed."""
+        return self.watch_kind(kind) if self.watch_kind else True
+
+    def _plan(self, r: Resolved) -> autoscale.Plan | None:
+        a = r.spec.autoscaling
+        if a is None:
+            return None
+        keda = self._installed(SCALED_OBJECT_KIND)
+        http_addon = a.minReplicas == 0 and self._installed(HTTP_SCALED_OBJECT_KIND)
+        cap = autoscale.quota_cap(
+            self._quotas(r), r.spec.gpu.resourceName, r.layout.gpus, min(r.spec.replicas, a.maxReplicas)
+        )
+        return autoscale.plan(a, keda, http_addon, cap, r.spec.replicas)
+
+    def _scaling(
+        self, r: Resolved, owner: Owner, plan: autoscale.Plan | None, new: Obj
+    ) -> tuple[autoscale.Plan, st.Cond] | None:
+        """The ScaledObject (and, for a model that parks, the HTTP add-on's route and the wake Service),
+        and the ServiceMonitor; each retired (ours only) when no longer wanted."""
+        if r.spec.metrics.serviceMonitor and self._installed_quietly(SERVICE_MONITOR_KIND):
+            self._ensure(scaling.service_monitor(r, owner), owner)
+        else:
+            self._retire_named(SERVICE_MONITOR_KIND, r, owner, r.name)
+        a = r.spec.autoscaling
+        if plan is None or a is None or not plan.scale:
+            self._retire_named(SCALED_OBJECT_KIND, r, owner, r.name)
+            self._retire_named(HTTP_SCALED_OBJECT_KIND, r, owner, r.name)
+            self._retire_named("Service", r, owner, scaling.wake_service_name(r))
+            return None if plan is None else (plan, plan.condition)
+        if plan.wake:
+            self._ensure(scaling.http_scaled_object(r, owner, a, plan.max_replicas), owner)
+            self._ensure(scaling.wake_service(r, owner, self.settings.operator), owner)
+        so = self._ensure(
+            scaling.scaled_object(r, owner, self.settings.operator, a, plan.min_replicas, plan.max_replicas), owner
+        )
+        if not plan.wake:
+            self._retire_named(HTTP_SCALED_OBJECT_KIND, r, owner, r.name)
+            self._retire_named("Service", r, owner, scaling.wake_service_name(r))
+        new["autoscaling"] = {
+            "scaledObject": r.name,
+            "minReplicas": plan.min_replicas,
+            "maxReplicas": plan.max_replicas,
+            **({"limitedBy": plan.limited_by} if plan.limited_by else {}),
+            **({"wakeEndpoint": scaling.wake_root(r, self.settings.operator) + "/v1"} if plan.wake else {}),
+        }
+        return plan, autoscale.scaler_condition(plan, so)
+
+    def _installed_quietly(self, kind: str) -> bool:
+        """Like _installed, but without informers (one-off commands) an add-on is assumed absent: an
+        optional object is not worth a failed apply."""
+        return self.watch_kind(kind) if self.watch_kind else False
+
+    def _retire_named(self, kind: str, r: Resolved, owner: Owner, name: str) -> None:
+        """Delete an object of ours that is no longer wanted; looked up in the stores (no request when absent)."""
+        stores = self.kube.stores
+        if stores is not None:
+            # An add-on's objects of ours are in its store: its watch starts at the operator's start when
+            # the API is installed, and before this operator creates any (_installed).
+            if kind not in stores:
+                return
+            old = stores[kind].get(r.namespace, name)
+        elif kind == "Service":
+            old = self.kube.get(kind, r.namespace, name)
+        else:
+            return
+        if old is not None and controlled_by(old, owner):
+            self.kube.delete(kind, r.namespace, name)
+            WRITES.labels(kind=kind).inc()
 
     # ---- the server -----------------------------------------------------------------------
 
@@ -455,3 +572,14 @@ def _weights_of(cache_name: str, cache: Obj) -> WeightsSource | None:
 def _cache_ready(cache: Obj) -> bool:
     conds = (cache.get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
+
+
+def _parked_phase(phase: str, plan: autoscale.Plan, replicas: int, was: str) -> str:
+    """Parked while a model that may park has no replica; Waking while it starts again after that."""
+    if not plan.wake or phase in ("Failed", "Pending", "Downloading"):
+        return phase
+    if replicas == 0:
+        return "Parked"
+    if phase == "Starting" and was in ("Parked", "Waking"):
+        return "Waking"
+    return phase

@@ -24,15 +24,21 @@ from ..api.names import (
     CACHE_KIND,
     CACHE_LABEL,
     CACHE_PLURAL,
+    HTTP_SCALED_OBJECT_KIND,
+    KEDA_API_VERSION,
+    KEDA_HTTP_API_VERSION,
     KIND,
     LWS_API_VERSION,
     LWS_KIND,
     LWS_PLURAL,
     MANAGED_BY_LABEL,
     MANAGER,
+    MONITORING_API_VERSION,
     OWNER_LABEL,
     PLURAL,
+    SCALED_OBJECT_KIND,
     SERVES_ANNOTATION,
+    SERVICE_MONITOR_KIND,
 )
 from ..runtime.informers import Stores
 from ..runtime.kinds import Kind, Kinds, Watch, strip_pod
@@ -108,6 +114,10 @@ KINDS = Kinds(
             indexers={"cache": served_cache, "claim": served_claim},
         ),
         Kind("Service", "v1", "services", Watch.INFORMER, MANAGED),
+        # Add-ons: autoscaling (KEDA, its HTTP add-on) and scraping (the Prometheus operator), where installed.
+        Kind(SCALED_OBJECT_KIND, KEDA_API_VERSION, "scaledobjects", Watch.OPTIONAL, MANAGED),
+        Kind(HTTP_SCALED_OBJECT_KIND, KEDA_HTTP_API_VERSION, "httpscaledobjects", Watch.OPTIONAL, MANAGED),
+        Kind(SERVICE_MONITOR_KIND, MONITORING_API_VERSION, "servicemonitors", Watch.OPTIONAL, MANAGED),
         Kind("ResourceQuota", "v1", "resourcequotas", Watch.INFORMER),
         Kind("ConfigMap", "v1", "configmaps", Watch.BY_NAME),
         Kind("Event", "v1", "events"),

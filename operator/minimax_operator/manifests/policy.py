@@ -45,7 +45,13 @@ def policy() -> Obj:
             "expression": "has(object.spec.tensorParallelSize) ? object.spec.tensorParallelSize : "
             f"(variables.model in {tp_defaults} ? {tp_defaults}[variables.model] : 1)",
         },
-        {"name": "replicas", "expression": "has(object.spec.replicas) ? object.spec.replicas : 1"},
+        # The most replicas it may run: spec.replicas, or what KEDA may set (spec.autoscaling.maxReplicas).
+        {
+            "name": "replicas",
+            "expression": "has(object.spec.autoscaling) && has(object.spec.autoscaling.maxReplicas) && "
+            "object.spec.autoscaling.maxReplicas > (has(object.spec.replicas) ? object.spec.replicas : 1) ? "
+            "object.spec.autoscaling.maxReplicas : (has(object.spec.replicas) ? object.spec.replicas : 1)",
+        },
         # GPUs per replica, as model/layout.py decides them: tensor x pipeline as the spec names them,
         # else the preset's, else (weights bigger than that) whole nodes: every pod of a group counts.
         {
@@ -126,7 +132,8 @@ def policy() -> Obj:
         {
             "expression": f"variables.cache || !has({p}.maxGPUsPerResource) || "
             f"variables.gpus * variables.replicas <= {p}.maxGPUsPerResource",
-            "messageExpression": "'spec.replicas: ' + string(variables.replicas) + ' x ' + string(variables.gpus) + "
+            "messageExpression": "'spec.replicas (or spec.autoscaling.maxReplicas): ' + string(variables.replicas) + "
+            "' x ' + string(variables.gpus) + "
             f"' GPUs exceed the limit of ' + string({p}.maxGPUsPerResource) + ' GPUs per resource in namespace ' "
             "+ object.metadata.namespace" + _tail("maxGPUsPerResource"),
             "reason": "Forbidden",

@@ -57,6 +57,22 @@ NAMESPACED_RULES: list[Rule] = [
         "resources": ["leaderworkersets"],
         "verbs": ["get", "list", "watch", "create", "patch", "delete"],
     },
+    # Autoscaling, where KEDA (and its HTTP add-on) is installed; scraping, where the Prometheus operator is.
+    {
+        "apiGroups": ["keda.sh"],
+        "resources": ["scaledobjects"],
+        "verbs": ["get", "list", "watch", "create", "patch", "delete"],
+    },
+    {
+        "apiGroups": ["http.keda.sh"],
+        "resources": ["httpscaledobjects"],
+        "verbs": ["get", "list", "watch", "create", "patch", "delete"],
+    },
+    {
+        "apiGroups": ["monitoring.coreos.com"],
+        "resources": ["servicemonitors"],
+        "verbs": ["get", "list", "watch", "create", "patch", "delete"],
+    },
 ]
 
 #: Cluster-scoped, read-only, in every install mode: kopf watches namespaces (to match

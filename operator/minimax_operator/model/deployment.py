@@ -62,6 +62,8 @@ class Resolved:
     pod_security: str = "baseline"
     #: How one replica is laid out (tensor x pipeline over nodes); tensor_parallel_size is its tensor.
     layout: Layout = Layout(tensor=1)  # noqa: RUF009 (frozen: one shared default is safe)
+    #: Where ChatOS sends requests when not to the Service: KEDA's HTTP add-on, for a model that parks.
+    chatos_root: str | None = None
 
     @property
     def weights_path(self) -> str:
@@ -80,6 +82,11 @@ class Resolved:
     def base_url(self) -> str:
         """Server root, as ChatOS wants it (it appends the OpenAI path itself)."""
         return server_root(self.service_name, self.namespace)
+
+    @property
+    def chatos_base_url(self) -> str:
+        """The base_url of the model's ChatOS entry."""
+        return self.chatos_root or self.base_url
 
     @property
     def endpoint(self) -> str:
@@ -241,7 +248,9 @@ def check_storage(r: Resolved, access_modes: list[str]) -> None:
     on one node (the operator pins them there). ReadWriteOncePod: one pod at all, so one
     replica, no download Job beside the server, no rolling update.
     """
-    replicas, tp, per_node = r.spec.replicas, r.layout.gpus, r.spec.gpu.perNode
+    tp, per_node = r.layout.gpus, r.spec.gpu.perNode
+    # With autoscaling, the most replicas KEDA may set must fit too: refused now, not at the peak.
+    replicas = max(r.spec.replicas, r.spec.autoscaling.maxReplicas if r.spec.autoscaling else 0)
     field = "storage.existingClaim" if r.spec.storage.existingClaim else "storage.accessMode"
     if "ReadWriteMany" in access_modes:
         return
@@ -271,7 +280,8 @@ def check_storage(r: Resolved, access_modes: list[str]) -> None:
     if "ReadWriteOncePod" in access_modes and replicas > 1:
         raise LayoutError(
             field,
-            f"a ReadWriteOncePod claim allows one pod at a time, so at most 1 replica (spec.replicas is {replicas}); "
+            f"a ReadWriteOncePod claim allows one pod at a time, so at most 1 replica (spec.replicas or "
+            f"spec.autoscaling.maxReplicas is {replicas}); "
             "use ReadWriteOnce for replicas on one node or ReadWriteMany for replicas on several nodes",
         )
     if access_modes and not {"ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"} & set(access_modes):

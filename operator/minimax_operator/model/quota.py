@@ -75,3 +75,19 @@ def shortfalls(quotas: list[Obj], wanted: dict[str, Any]) -> list[Shortfall]:
             if u + n > h:
                 out.append(Shortfall(q["metadata"]["name"], resource, n, u, h))
     return out
+
+
+def gpu_room(quotas: list[Obj], gpu_resource: str) -> list[tuple[str, Decimal, Decimal]]:
+    """(quota name, hard, used) of every unscoped quota that limits this GPU resource (either spelling)."""
+    out = []
+    for q in quotas:
+        if (q.get("spec") or {}).get("scopes") or (q.get("spec") or {}).get("scopeSelector"):
+            continue
+        hard = (q.get("status") or {}).get("hard") or (q.get("spec") or {}).get("hard") or {}
+        used = (q.get("status") or {}).get("used") or {}
+        for resource in (f"requests.{gpu_resource}", gpu_resource):
+            if resource in hard:
+                h = parse_quantity(hard[resource])  # type: ignore[no-untyped-call]
+                u = parse_quantity(used.get(resource, 0))  # type: ignore[no-untyped-call]
+                out.append((str(q["metadata"]["name"]), Decimal(h), Decimal(u)))
+    return out

@@ -40,7 +40,7 @@ def chatos_entry(r: Resolved) -> Obj:
     return {
         "name": r.spec.chatos.displayName or r.served_model_name,
         "provider": "minimax",
-        "base_url": r.base_url,
+        "base_url": r.chatos_base_url,
         "model_id": r.served_model_name,
     }
 

@@ -37,6 +37,12 @@ class OperatorSettings:
     download_image: str = "ghcr.io/chatos/minimax-operator:0.1.0"
     #: Pod retries inside one download Job (the Job controller backs off 10 s, 20 s, 40 s, ...).
     download_backoff_limit: int = 4
+    #: Where KEDA reads vLLM's metrics (a Prometheus that scrapes the servers): in the ScaledObjects.
+    prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090"
+    #: KEDA's HTTP add-on: its external scaler (a trigger of the ScaledObject of a model that parks) and its
+    #: interceptor's proxy (where ChatOS sends requests to such a model), host:port.
+    keda_http_scaler: str = "keda-add-ons-http-external-scaler.keda:9090"
+    keda_http_interceptor: str = "keda-add-ons-http-interceptor-proxy.keda:8080"
 
 
 def owner_reference(owner: Owner) -> Obj:

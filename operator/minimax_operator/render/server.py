@@ -365,11 +365,20 @@ def pod_selector(r: Resolved) -> str:
 
 def service(r: Resolved, owner: Owner | None) -> Obj:
     selector_ = serving_pods(r)
+    meta = _meta(r, r.service_name, owner, COMPONENT_SERVER)
+    # For the Prometheus scrape configurations that read annotations (kubernetes_sd, role endpoints); on the
+    # Service, not the pods: a new annotation on the pod template would restart every GPU server.
+    meta["annotations"] = {
+        **meta.get("annotations", {}),
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(SERVER_PORT),
+        "prometheus.io/path": "/metrics",
+    }
     return stamp(
         {
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": _meta(r, r.service_name, owner, COMPONENT_SERVER),
+            "metadata": meta,
             "spec": {
                 "type": "ClusterIP",
                 "selector": selector_,

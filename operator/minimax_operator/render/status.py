@@ -41,6 +41,10 @@ FAILURE_REASONS = frozenset(
 )
 
 
+#: Reasons that deserve a Warning Event without making the resource Failed: it still serves.
+WARNING_REASONS = frozenset({"KEDANotInstalled", "WakeUnavailable", "ScalerNotReady"})
+
+
 def iso(t: dt.datetime) -> str:
     """A timestamp as the API writes them (lastTransitionTime, lastFailureTime)."""
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -36,6 +36,8 @@ Obj = dict[str, Any]
 Key = tuple[str, str]
 #: The label every store indexes by: every child of a resource carries its instance name.
 INSTANCE_LABEL = "app.kubernetes.io/instance"
+#: How long an add-on's API found missing is taken as missing before discovery is asked again.
+ABSENT_RECHECK_SECONDS = 30.0
 
 
 def _rv(obj: Obj) -> int | None:
@@ -366,6 +368,9 @@ class Informers:
         self._by_name: dict[tuple[str, str, str], Informer] = {}
         #: OPTIONAL kinds being watched (their informers started), by kind name.
         self._optional: dict[str, list[Informer]] = {}
+        #: OPTIONAL kinds found not installed, and when (monotonic seconds).
+        self._absent: dict[str, float] = {}
+        self.clock = time.monotonic
         self._guard = threading.Lock()
 
     def _of(self, kind: Kind) -> list[Informer]:
@@ -405,8 +410,15 @@ class Informers:
         is not installed (asked again on the next call)."""
         with self._guard:
             started = self._optional.get(kind)
+            absent_since = self._absent.get(kind)
         if started is None:
+            # An API found missing is asked about again after a while, not on every reconcile: a thousand
+            # resources that each may want an add-on's object must not cost a thousand discovery requests.
+            if absent_since is not None and self.clock() - absent_since < ABSENT_RECHECK_SECONDS:
+                return False
             if not self.installed(kind):
+                with self._guard:
+                    self._absent[kind] = self.clock()
                 return False
             with self._guard:
                 started = self._optional.get(kind)
