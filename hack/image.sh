@@ -12,6 +12,8 @@
 #    by buildah with BASE=localhost/minimax-base:bookworm; rebuilt when the Dockerfile,
 #    pyproject.toml, README.md or anything under operator/ changes.
 #  - localhost/minimax-pause:catatonit: the pod sandbox image (Debian's static catatonit).
+#  - localhost/vllm-standin:<hash of hack/standin/vllm.py>: the base with hack/standin/vllm.py as
+#    /usr/local/bin/vllm, for servers on the real node (the autoscaling tests); no GPU, no model.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
@@ -24,6 +26,8 @@ version=$(awk '/^appVersion:/ {gsub(/"/, "", $2); print $2}' "$root/charts/minim
 operator_image="ghcr.io/chatos/minimax-operator:$version"
 base_image=localhost/minimax-base:bookworm
 pause_image=localhost/minimax-pause:catatonit
+standin_key=$(sha256sum "$here/standin/vllm.py" | cut -c1-12)
+standin_image=localhost/vllm-standin:$standin_key
 base_packages=python3,python3-pip,python3-venv,python-is-python3,ca-certificates,passwd
 
 # Debian's sources as this machine has them, so the base comes from the same mirror apt uses.
@@ -72,6 +76,20 @@ build_pause() {
   echo "$archive"
 }
 
+build_standin() {
+  local archive="$out/vllm-standin-$standin_key.tar"
+  if [[ ! -f "$archive" ]]; then
+    build_base >/dev/null
+    local c; c=$(buildah from "$base_image")
+    buildah copy -q --chmod 0755 "$c" "$here/standin/vllm.py" /usr/local/bin/vllm >/dev/null
+    buildah config --user 1000:1000 "$c"
+    buildah commit -q "$c" "$standin_image" >/dev/null && buildah rm "$c" >/dev/null
+    find "$out" -name "vllm-standin-*.tar" ! -name "$(basename "$archive")" -delete
+    save "$standin_image" "$archive"
+  fi
+  echo "$archive"
+}
+
 operator_key() { # content of everything the Dockerfile copies
   (cd "$root" && { git ls-files -s images/operator/Dockerfile pyproject.toml README.md operator
                    git diff --no-ext-diff HEAD -- images/operator/Dockerfile pyproject.toml README.md operator
@@ -102,10 +120,11 @@ case "${1:-build}" in
   import)
     sock=${2:?containerd socket}
     bin=$("$here/tools.sh" --node)
-    for a in "$(build_pause)" "$(build_base)" "$(build_operator)"; do
+    for a in "$(build_pause)" "$(build_base)" "$(build_operator)" "$(build_standin)"; do
       "$bin/ctr" --address "$sock" -n k8s.io images import --no-unpack=false "$a" >/dev/null
     done
-    log "imported $operator_image, $base_image and $pause_image into the node"
+    log "imported $operator_image, $base_image, $standin_image and $pause_image into the node"
     ;;
-  *) echo "usage: $0 build|import SOCKET" >&2; exit 2 ;;
+  standin-image) echo "$standin_image" ;;
+  *) echo "usage: $0 build|import SOCKET|standin-image" >&2; exit 2 ;;
 esac

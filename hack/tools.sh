@@ -14,6 +14,9 @@
 #                                 and print their bin dir instead
 #        hack/tools.sh --lws      also build the LeaderWorkerSet controller (LWS_VERSION) and
 #                                 print its folder (bin/lws-controller, crds/, webhooks.yaml)
+#        hack/tools.sh --autoscaling  also build KEDA (operator, metrics adapter), its HTTP add-on
+#                                 (interceptor, scaler) and Prometheus, and print their folder
+#                                 (bin/, crds/)
 # A tool already on PATH at the pinned version is not honoured blindly; set
 # MINIMAX_TOOLS_BIN to a directory holding all of them to skip building.
 set -euo pipefail
@@ -42,11 +45,20 @@ want_node=0; [[ "${1:-}" == "--node" ]] && want_node=1
 lws_dir="$cache/lws-${LWS_VERSION}"
 want_lws=0; [[ "${1:-}" == "--lws" ]] && want_lws=1
 lws_complete() { [[ -x "$lws_dir/bin/lws-controller" && -f "$lws_dir/webhooks.yaml" ]]; }
+scale_dir="$cache/autoscaling-keda-${KEDA_VERSION}_http-${KEDA_HTTP_VERSION}_prometheus-${PROMETHEUS_VERSION}"
+want_scale=0; [[ "${1:-}" == "--autoscaling" ]] && want_scale=1
+scale_tools=(keda keda-adapter keda-http-interceptor keda-http-scaler prometheus)
+scale_complete() {
+  for t in "${scale_tools[@]}"; do [[ -x "$scale_dir/bin/$t" ]] || return 1; done
+  [[ -f "$scale_dir/crds/keda.sh_scaledobjects.yaml" && -f "$scale_dir/crds/http.keda.sh_httpscaledobjects.yaml" ]]
+}
 
 complete() { for t in "${tools[@]}"; do [[ -x "$bin/$t" ]] || return 1; done; }
 node_complete() { for t in "${node_tools[@]}"; do [[ -x "$node_bin/$t" ]] || return 1; done; }
-if complete && { ((want_node == 0)) || node_complete; } && { ((want_lws == 0)) || lws_complete; }; then
-  if ((want_node)); then echo "$node_bin"; elif ((want_lws)); then echo "$lws_dir"; else echo "$bin"; fi
+if complete && { ((want_node == 0)) || node_complete; } && { ((want_lws == 0)) || lws_complete; } &&
+   { ((want_scale == 0)) || scale_complete; }; then
+  if ((want_node)); then echo "$node_bin"; elif ((want_lws)); then echo "$lws_dir";
+  elif ((want_scale)); then echo "$scale_dir"; else echo "$bin"; fi
   exit 0
 fi
 [[ "${1:-}" == "--check" ]] && exit 1
@@ -177,6 +189,38 @@ build_lws() {
   log "built lws-controller"
 }
 
+build_module() { # DIR MODULE VERSION OUT PACKAGE...: build packages of MODULE@VERSION into OUT/<name>
+  # A module of our own requiring it at that exact version (see build_lws); names as given after '='.
+  local dir=$1 module=$2 version=$3 out=$4; shift 4
+  mkdir -p "$dir" "$out"
+  printf 'module minimax-operator.local/%s\n\ngo 1.26.0\n\nrequire %s %s\n' "$(basename "$dir")" "$module" "$version" > "$dir/go.mod"
+  { printf '//go:build tools\n\npackage tools\n\nimport (\n'
+    for p in "$@"; do printf '\t_ "%s"\n' "${p#*=}"; done; printf ')\n'; } > "$dir/tools.go"
+  (cd "$dir" && GOFLAGS="$GOFLAGS -mod=mod -tags=tools" go mod tidy -e >/dev/null 2>&1 || true)
+  for p in "$@"; do
+    local name=${p%%=*} pkg=${p#*=}
+    [[ -x "$out/$name" ]] && continue
+    (cd "$dir" && go build -mod=mod -ldflags "-s -w" -o "$out/.$name.tmp" "$pkg") && mv "$out/.$name.tmp" "$out/$name"
+  done
+  (cd "$dir" && go list -mod=mod -m -f '{{.Dir}}' "$module")
+}
+
+build_autoscaling() {
+  scale_complete && return 0
+  mkdir -p "$scale_dir/crds"
+  log "building KEDA $KEDA_VERSION, its HTTP add-on $KEDA_HTTP_VERSION and Prometheus $PROMETHEUS_VERSION (cold: about 12 min on 2 cores)"
+  local src
+  src=$(build_module "$work/keda" github.com/kedacore/keda/v2 "$KEDA_VERSION" "$scale_dir/bin" \
+    keda=github.com/kedacore/keda/v2/cmd/operator keda-adapter=github.com/kedacore/keda/v2/cmd/adapter)
+  install -m 0644 "$src"/config/crd/bases/*.yaml "$scale_dir/crds/"
+  src=$(build_module "$work/keda-http" github.com/kedacore/http-add-on "$KEDA_HTTP_VERSION" "$scale_dir/bin" \
+    keda-http-interceptor=github.com/kedacore/http-add-on/interceptor keda-http-scaler=github.com/kedacore/http-add-on/scaler)
+  install -m 0644 "$src"/config/crd/bases/*.yaml "$scale_dir/crds/"
+  build_module "$work/prometheus" github.com/prometheus/prometheus "$PROMETHEUS_VERSION" "$scale_dir/bin" \
+    prometheus=github.com/prometheus/prometheus/cmd/prometheus >/dev/null
+  log "built the autoscaling tools under $scale_dir"
+}
+
 build_kubernetes "$bin" kube-apiserver kube-controller-manager kube-scheduler kubectl
 build_etcd
 build_install kwok "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
@@ -191,6 +235,10 @@ elif ((want_lws)); then
   build_lws
   lws_complete || { echo "error: the LeaderWorkerSet controller failed to build under $lws_dir" >&2; exit 1; }
   echo "$lws_dir"
+elif ((want_scale)); then
+  build_autoscaling
+  scale_complete || { echo "error: the autoscaling tools failed to build under $scale_dir" >&2; exit 1; }
+  echo "$scale_dir"
 else
   echo "$bin"
 fi

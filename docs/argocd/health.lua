@@ -33,6 +33,12 @@ if ready ~= nil and ready.status == "True" and status.phase == "Ready" then
   hs.message = "Serving " .. tostring(status.servedModelName) .. " at " .. tostring(status.endpoint)
   return hs
 end
+if status.phase == "Parked" then
+  -- Autoscaling parked it (minReplicas 0): it serves again on the next request, through KEDA's HTTP add-on.
+  hs.status = "Healthy"
+  hs.message = "Parked: no server while idle; the next request wakes it"
+  return hs
+end
 if status.phase == "Stopped" then
   hs.status = "Suspended"
   hs.message = "Scaled to 0 replicas; the weights are kept"

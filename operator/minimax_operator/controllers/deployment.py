@@ -52,7 +52,7 @@ from ..render.status import iso
 from ..runtime.client import Conflict, Kube
 from ..runtime.loop import Result
 from ..runtime.metrics import WRITES
-from . import autoscale, claims, server, upgrade
+from . import autoscale, claims, gauges, server, upgrade
 from .base import Base, api_message
 from .chatos import Registrar
 from .errors import CacheNotFound, MultiNodeUnavailable, NameConflict, QuotaExceeded, ReconcileError
@@ -110,6 +110,7 @@ class Reconciler(Base):
             self.kube.remove_finalizer(body, FINALIZER)
             WRITES.labels(kind="MiniMaxDeployment/finalizer").inc()
         self._forget(meta["uid"])
+        gauges.forget(meta["uid"])
 
     # ---- the steps ----------------------------------------------------------------------
 
@@ -139,6 +140,9 @@ class Reconciler(Base):
             }
             new["autoscaling"] = {k: v for k, v in auto.items() if v is not None}
         self._finish(body, old, new, conds, phase, result)
+        meta = body["metadata"]
+        most = scaling_state[0].max_replicas if scaling_state and scaling_state[0].scale else replicas
+        gauges.model(meta["uid"], meta["namespace"], meta["name"], new, most)
 
     def _fail(self, body: Obj, old: Obj, new: Obj, reason: str, message: str, result: Result) -> None:
         conds = [

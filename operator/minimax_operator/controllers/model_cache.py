@@ -34,7 +34,7 @@ from ..render.server import COMPILE_DIR, compile_folder
 from ..render.status import iso
 from ..runtime.loop import Result
 from ..runtime.metrics import WRITES
-from . import claims, download
+from . import claims, download, gauges
 from .base import Base, api_message
 from .errors import NameConflict, QuotaExceeded, ReconcileError
 from .ownership import conflict_message, controlled_by, ours, widest_mode
@@ -145,6 +145,7 @@ class CacheReconciler(Base):
                 new["download"] = old["download"]
             ready = st.false("Ready", e.reason, str(e))
         self._finish(body, old, new, [ready, in_use], phase(ready), result)
+        gauges.cache(ns, name, ready.reason)
 
     def _peers_read_changed(self, old: Obj, new: Obj) -> bool:
         """Users are queued only when what they read from the cache changed, not merely its list of users."""
@@ -398,6 +399,7 @@ class CacheReconciler(Base):
             self.kube.remove_finalizer(body, FINALIZER)
             WRITES.labels(kind=f"{CACHE_KIND}/finalizer").inc()
         self._forget(meta["uid"])
+        gauges.forget_cache(meta["namespace"], meta["name"])
 
 
 def rolled_out(dep: Obj) -> bool:
