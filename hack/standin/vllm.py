@@ -152,7 +152,9 @@ def handler(engine: Engine) -> type[BaseHTTPRequestHandler]:
             elif self.path == "/metrics":
                 self._send(200, engine.metrics().encode(), "text/plain; version=0.0.4")
             elif self.path == "/v1/models":
-                self._send(200, json.dumps({"object": "list", "data": [{"id": engine.model, "object": "model"}]}).encode())
+                self._send(
+                    200, json.dumps({"object": "list", "data": [{"id": engine.model, "object": "model"}]}).encode()
+                )
             else:
                 self._send(404, b'{"error": "not found"}')
 
@@ -203,7 +205,9 @@ def handler(engine: Engine) -> type[BaseHTTPRequestHandler]:
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] != "serve":
-        print("usage: vllm serve MODEL [--served-model-name NAME] [--port PORT] [--max-num-seqs N] ...", file=sys.stderr)
+        print(
+            "usage: vllm serve MODEL [--served-model-name NAME] [--port PORT] [--max-num-seqs N] ...", file=sys.stderr
+        )
         return 2
     p = argparse.ArgumentParser(prog="vllm serve")
     p.add_argument("model")

@@ -56,6 +56,9 @@ def helm(cluster: Cluster, *args: str) -> str:
 def install_operator(cluster: Cluster) -> str:
     """The operator as a user installs it: the chart, the image built here, its ServiceAccount."""
     chart = str(ROOT / "charts" / "minimax-operator")
+    # Helm installs a chart's CRDs once and never upgrades them: a cluster left by an older run would
+    # prune the fields this one adds. What the chart README tells users to do on upgrade.
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
     helm(cluster, "upgrade", "--install", "minimax-operator", chart, "-n", OPERATOR_NAMESPACE, "--create-namespace",
          "--set", "replicas=1", "--wait", "--timeout", "180s")  # fmt: skip
     return OPERATOR_NAMESPACE

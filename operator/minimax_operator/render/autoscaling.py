@@ -142,6 +142,8 @@ def scaled_object(
     }
     if min_replicas == 0:
         spec["cooldownPeriod"] = a.idleSeconds  # idle this long: park
+        # Not parked before anyone could use it: KEDA would park a model that was never active at once.
+        spec["initialCooldownPeriod"] = a.idleSeconds
     return stamp(
         {
             "apiVersion": KEDA_API_VERSION,
