@@ -64,3 +64,26 @@ def test_a_horizontal_pod_autoscaler_can_target_the_resource(cluster: Cluster, n
     # The HPA controller got the scale (and its selector) from the resource; there are no CPU metrics
     # in this cluster, so it does not scale, but nothing it needs from the resource is missing.
     assert cond["status"] == "True" and cond["reason"] == "SucceededGetScale", cond
+
+
+def test_autoscaling_without_keda_says_what_to_install_and_serves_its_replicas(
+    cluster: Cluster, ns: str, operator: Operator
+) -> None:
+    cluster.chatos_configmap(ns, [])
+    cluster.create_mmd(ns, "m25", {**M25, "replicas": 2, "autoscaling": {"minReplicas": 1, "maxReplicas": 2}})
+    cond = cluster.wait_condition(ns, "m25", "Autoscaling", "False", "KEDANotInstalled", timeout=90)
+    assert "install KEDA v2.21.0" in cond["message"] and "spec.replicas (2)" in cond["message"]
+    cluster.wait_events(ns, "m25", "KEDANotInstalled", type_="Warning")
+    obj = cluster.wait_phase(ns, "m25", "Ready", timeout=90)  # it still serves: Ready, not Failed
+    assert obj["status"]["replicas"] == 2
+
+
+def test_autoscaling_bounds_are_checked_at_apply(cluster: Cluster, ns: str) -> None:
+    body = {"apiVersion": "minimax.chatos.io/v1alpha1", "kind": "MiniMaxDeployment",
+            "metadata": {"name": "m25", "namespace": ns},
+            "spec": {**M25, "autoscaling": {"minReplicas": 3, "maxReplicas": 2}}}  # fmt: skip
+    out = cluster.kubectl("apply", "-f", "-", stdin=json.dumps(body), check=False)
+    assert "spec.autoscaling.minReplicas must not exceed spec.autoscaling.maxReplicas" in out
+    body["spec"]["autoscaling"] = {"minReplicas": 1}  # maxReplicas is required
+    out = cluster.kubectl("apply", "-f", "-", stdin=json.dumps(body), check=False)
+    assert "spec.autoscaling.maxReplicas: Required value" in out
