@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: run test venv tools cluster-up cluster-down crd manifests lint unit e2e clean
+.PHONY: run test venv tools tools-autoscaling cluster-up cluster-down crd manifests lint unit e2e clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -16,6 +16,9 @@ $(VENV)/.installed: pyproject.toml
 tools: ## build or reuse the pinned control-plane binaries and LeaderWorkerSet (cached outside the repo)
 	hack/tools.sh >/dev/null
 	hack/tools.sh --lws >/dev/null
+
+tools-autoscaling: ## KEDA, its HTTP add-on and Prometheus, for the autoscaling tests (cold: about 12 min)
+	hack/tools.sh --autoscaling >/dev/null
 
 cluster-up: venv tools ## start the local cluster (real control plane, kwok GPU nodes)
 	PYTHON=$(abspath $(PY)) hack/cluster.sh up
@@ -47,7 +50,7 @@ lint: venv
 unit: venv
 	$(PY) -m pytest -m 'not e2e' -q
 
-test: venv tools lint ## lint, types, unit and end-to-end tests
+test: venv tools tools-autoscaling lint ## lint, types, unit and end-to-end tests
 	$(PY) -m pytest -q
 
 clean:
