@@ -13,6 +13,8 @@
 #   hack/cluster.sh restart [NAME]    stop and start the control plane (the fault tests' API server restart)
 # NAME defaults to $CLUSTER_NAME or "minimax". Several clusters can run at once.
 # LWS=0 leaves LeaderWorkerSet out (hack/lws.py runs its controller, webhooks included, by default).
+# AUTOSCALING=1 (a real-node cluster) also runs Prometheus, KEDA and its HTTP add-on (hack/autoscaling.py);
+# point the operator at them with the JSON line it prints (the chart's autoscaling.* values).
 # SERVICE_CIDR (on create) widens the Service IP range, e.g. 10.96.0.0/16 (the default
 # range holds about 250 Services; bench/scale.py needs thousands).
 set -euo pipefail
@@ -83,12 +85,17 @@ case "$cmd" in
     if [[ "${LWS:-1}" != 0 ]]; then
       "$python" "$here/lws.py" start --kubeconfig "$kubeconfig" --dir "$dir" >&2
     fi
+    if [[ "${AUTOSCALING:-0}" == 1 ]]; then
+      [[ -f "$dir/real-node" ]] || { log "AUTOSCALING=1 needs a real-node cluster (REAL_NODE=1 on create)"; exit 2; }
+      "$python" "$here/autoscaling.py" start --kubeconfig "$kubeconfig" --dir "$dir/autoscaling" >&2
+    fi
     log "ready: export KUBECONFIG=$kubeconfig"
     echo "$kubeconfig"
     ;;
   down)
     provisioner_stop
     "$python" "$here/lws.py" stop --dir "$dir" >&2 || true
+    [[ -d "$dir/autoscaling" ]] && { "$python" "$here/autoscaling.py" stop --dir "$dir/autoscaling" >&2 || true; }
     if [[ -f "$dir/real-node" ]]; then
       "$here/node.sh" stop "$name" || log "stopping the real node failed; deleting the cluster anyway"
     fi
