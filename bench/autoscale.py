@@ -8,13 +8,15 @@ Needs root (the node is this machine). The real parts as tests/realnode/test_aut
 from process start to /health: a simulated start; a GPU server takes minutes, which adds to
 `ready_s` one for one). Figures, seconds from the load step (8 concurrent requests against 2 slots,
 target 2 waiting per replica): `decision_s` when KEDA's HPA writes spec.replicas 2, `ready_s` when the
-resource is Ready with 2 replicas; then `wake_s`, a parked model's first request held and answered.
+resource is Ready with 2 replicas, `scale_in_s` from the load's end to spec.replicas 1; then
+`wake_s`, a parked model's first request held and answered.
 Ends with one key=value line.
 """
 
 from __future__ import annotations
 
 import argparse
+import secrets
 import tempfile
 import time
 from pathlib import Path
@@ -49,10 +51,10 @@ def main() -> None:
         hub = deploy_hub(c)
         stack = start_stack(c, folder)
         figures: dict[str, float] = {}
+        ns = f"bench-autoscale-{secrets.token_hex(2)}"
         try:
             point_operator_at(c, stack)
             advertise_gpus(c, 8)
-            ns = "bench-autoscale"
             c.kubectl("create", "namespace", ns, check=False)
             spec = standin_spec(hub, REPO, minReplicas=1, maxReplicas=2, target={"waitingRequests": 2},
                                 scaleDownDelaySeconds=0)  # fmt: skip
@@ -61,15 +63,17 @@ def main() -> None:
             c.wait_condition(ns, "tiny", "Autoscaling", "True", "Active", timeout=60)
             time.sleep(10)  # a few scrapes and KEDA polls of the idle model
             t0 = time.monotonic()
-            with Load(service_address(c, ns, "tiny"), "tiny", concurrency=8):
+            with Load(service_address(c, ns, "tiny"), "tiny", concurrency=8) as load:
                 wait_for(lambda: replicas(c, ns) == 2, 300, what="scale decision", interval=0.5)
                 figures["decision_s"] = time.monotonic() - t0
                 wait_for(lambda: (c.mmd(ns, "tiny").get("status") or {}).get("replicas") == 2, 120, interval=0.5)
                 c.wait_phase(ns, "tiny", "Ready", timeout=120)
                 figures["ready_s"] = time.monotonic() - t0
-            t1 = time.monotonic()
-            wait_for(lambda: replicas(c, ns) == 1, 300, what="scale-in", interval=1)
-            figures["scale_in_s"] = time.monotonic() - t1
+                time.sleep(30)  # the load holds 2 replicas
+                t1 = time.monotonic()
+                load.stop()  # no new requests; those running finish within 10 s
+                wait_for(lambda: replicas(c, ns) == 1, 300, what="scale-in", interval=1)
+                figures["scale_in_s"] = time.monotonic() - t1
             c.delete_mmd(ns, "tiny")
 
             c.chatos_configmap(ns, [])
@@ -81,8 +85,8 @@ def main() -> None:
             figures["wake_s"] = time.monotonic() - t2
             assert status == 200, status
         finally:
-            c.kubectl("delete", "mmd", "--all", "-n", "bench-autoscale", "--timeout=60s", check=False)
-            c.kubectl("delete", "namespace", "bench-autoscale", "--wait=false", check=False)
+            c.kubectl("delete", "mmd", "--all", "-n", ns, "--timeout=60s", check=False)
+            c.kubectl("delete", "namespace", ns, "--wait=false", check=False)
             advertise_gpus(c, 0)
             stop_stack(c, folder)
         for k, v in figures.items():

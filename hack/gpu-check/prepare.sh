@@ -31,4 +31,9 @@ fi
 grep -qx '/.gpu/' "$root/.git/info/exclude" 2>/dev/null || echo '/.gpu/' >> "$root/.git/info/exclude"
 rm -rf "$root/.gpu" && mkdir -p "$root/.gpu"
 tar -C "$work" -cf - vllm.tar.xz deps | split -b 56m -d - "$root/.gpu/part-"
-ls -la "$root/.gpu"
+# The Run:ai model streamer, which the vllm-openai image installs (docker/Dockerfile: runai-model-streamer
+# >=0.15.7) for `--load-format runai_streamer`: the load benchmark tries it (run.sh load). Carried with part-00.
+mkdir -p "$root/.gpu/loaders"
+(cd "$root/.gpu/loaders" && python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+  --platform manylinux2014_x86_64 --platform any "runai-model-streamer==0.16.1" "humanize==4.17.0")
+ls -la "$root/.gpu" "$root/.gpu/loaders"

@@ -5,6 +5,9 @@
 #                                          preset's rendered server on a tiny checkpoint
 #   hack/gpu-check/run.sh users-cold|users-warm  the default server, then the restricted one (uid 1000),
 #                                          on one claim's cache folder: cold, then (a second call) warm
+#   hack/gpu-check/run.sh load RUN...      the load benchmark (load_bench.py) on a synthetic 24 GB checkpoint of
+#                                          M2's shapes: RUN is LOADER[:warm][:tpN] (default, eager, prefetch,
+#                                          runai); the first call also generates it and measures the disk
 #   hack/gpu-check/run.sh multinode [PRESET] on two GPUs: one node TP 2 (the Deployment), then two
 #                                          "nodes" of one GPU each, TP and PP (the LeaderWorkerSet's
 #                                          leader and worker containers as two processes)
@@ -15,6 +18,7 @@ site=/tmp/site
 out=${OUT:-$PWD/gpu-check-out}
 mkdir -p "$store" "$out"
 if compgen -G ".gpu/part-*" >/dev/null; then mv .gpu/part-* "$store/"; fi
+if [[ -d .gpu/loaders ]]; then mkdir -p "$store/loaders" && mv .gpu/loaders/* "$store/loaders/"; fi
 variant=${1:?stash, bf16, fp8, multinode, users-cold or users-warm}
 preset=${2:-MiniMax-M2.5}
 if [[ $variant == stash ]]; then ls -la "$store"; df -h /root | tail -1; exit 0; fi
@@ -37,10 +41,36 @@ PY
   touch "$site/.installed"
   echo "installed vLLM and $(ls "$store"/deps | wc -l) wheels in $(( $(date +%s) - t0 )) s"
 fi
+if compgen -G "$store/loaders/*.whl" >/dev/null && [[ ! -f $site/.loaders ]]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" "$store"/loaders/*.whl
+  touch "$site/.loaders"
+fi
 export PYTHONPATH=$site:$PWD/operator PATH=$site/bin:$PATH PYTHONUNBUFFERED=1
 echo "ulimit -n soft $(ulimit -Sn) hard $(ulimit -Hn)"
 python3 -c 'import vllm, torch; print("vllm", vllm.__version__, "torch", torch.__version__, torch.cuda.get_device_name())'
 
+if [[ $variant == load ]]; then
+  # The load benchmark: a synthetic checkpoint of M2's real shapes (made once), the disk's floor, then each
+  # run: LOADER[:warm][:tpN]. The compile cache is one folder for all runs: the first is cold, the rest warm.
+  shift
+  synth=/models/MiniMaxAI/synthetic-m2
+  if [[ ! -f $synth/.minimax-complete.json ]]; then
+    t0=$(date +%s)
+    python3 hack/gpu-check/load_bench.py gen "$synth" --layers "${LAYERS:-6}" | tee "$out/load-gen.json"
+    echo "generated in $(( $(date +%s) - t0 )) s"; df -h /models | tail -1
+    python3 hack/gpu-check/load_bench.py floor "$synth" | tee "$out/load-floor.json"
+  fi
+  for spec in "$@"; do
+    IFS=: read -r loader opt1 opt2 <<< "$spec"
+    flags=(); tp=1
+    for o in $opt1 $opt2; do [[ $o == warm ]] && flags+=(--warm); [[ $o == tp* ]] && tp=${o#tp}; done
+    label="load-${spec//:/-}"
+    [[ ${#flags[@]} -gt 0 ]] && python3 -c "import pathlib; [p.read_bytes() for p in pathlib.Path('$synth').glob('*.safetensors')]"
+    python3 hack/gpu-check/load_bench.py run "$synth" --loader "$loader" --tp "$tp" "${flags[@]}" --label "$label" \
+      --report "$out/$label.json" --log "$out/$label.log" || true
+  done
+  exit 0
+fi
 model=/models/MiniMaxAI/$preset
 [[ $variant == users-warm ]] || rm -rf "$model"
 flag=(); [[ $variant == fp8 ]] && flag=(--fp8)

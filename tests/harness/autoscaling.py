@@ -167,6 +167,10 @@ class Load:
                 self.failed.append(f"{status}: {text[:200]!r}")
                 time.sleep(0.5)
 
+    def stop(self) -> None:
+        """No new requests from now on (those running finish)."""
+        self._stop.set()
+
     def __enter__(self) -> Load:
         for _ in range(self.concurrency):
             t = threading.Thread(target=self._loop, daemon=True)
