@@ -4,6 +4,7 @@ the preset's rendered server, each weight loader the pinned vLLM image offers, p
     python3 load_bench.py gen DIR [--layers 6]       a synthetic FP8 checkpoint, sharded as the repos are
     python3 load_bench.py floor DIR                  the disk's sequential read: direct I/O and buffered
     python3 load_bench.py run DIR --loader L --label X [--warm] [--tp 1] --report R --log LOG
+    python3 load_bench.py summary OUT...             the runs' figures, ending with one key=value line
 
 What is real in the checkpoint: MiniMax-M2.x's layer shapes and tensor names (hidden 3072, 48 query and
 8 KV heads of 128, 256 experts of 1536, vocabulary 200064, FP8 weights with 128x128 block scales),
@@ -248,6 +249,32 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def summary(folders: list[Path]) -> None:
+    """The reports of some runs as a table, and one key=value line (the benchmark's summary)."""
+    floor_gbps = None
+    rows = []
+    for folder in folders:
+        for f in sorted(folder.glob("load-*.json")):
+            d = json.loads(f.read_text())
+            if "buffered_gb_per_s" in d:
+                floor_gbps = d["buffered_gb_per_s"]
+            elif "loader" in d:
+                rows.append(d)
+    for d in rows:
+        health = d["health"].get("seconds")
+        print(f"{d['label']}: /health {health} s, load {d.get('vllm_load_seconds')} s, {d.get('load_gb_per_s')} GB/s")
+    line = {}
+    for tp in (1, 2):
+        cold = [d for d in rows if d["loader"] == "default" and d["tp"] == tp and not d["warm_page_cache"]]
+        if cold and cold[-1].get("load_gb_per_s"):
+            line[f"load_gb_per_s_tp{tp}"] = cold[-1]["load_gb_per_s"]
+            if floor_gbps:
+                line[f"ratio_to_floor_tp{tp}"] = round(cold[-1]["load_gb_per_s"] / floor_gbps, 2)
+    if floor_gbps:
+        line["floor_gb_per_s"] = floor_gbps
+    print(" ".join(f"{k}={v}" for k, v in line.items()))
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -266,11 +293,15 @@ def main() -> int:
     r.add_argument("--cache", default="/var/cache/minimax-load", help="the server's compile-cache folder")
     r.add_argument("--report", required=True)
     r.add_argument("--log", required=True)
+    sm = sub.add_parser("summary")
+    sm.add_argument("dirs", type=Path, nargs="+")
     a = p.parse_args()
     if a.cmd == "gen":
         gen(a.dir, a.layers)
     elif a.cmd == "floor":
         floor(a.dir)
+    elif a.cmd == "summary":
+        summary(a.dirs)
     else:
         return run(a)
     return 0

@@ -69,6 +69,7 @@ if [[ $variant == load ]]; then
     python3 hack/gpu-check/load_bench.py run "$synth" --loader "$loader" --tp "$tp" "${flags[@]}" --label "$label" \
       --report "$out/$label.json" --log "$out/$label.log" || true
   done
+  python3 hack/gpu-check/load_bench.py summary "$out"
   exit 0
 fi
 model=/models/MiniMaxAI/$preset
