@@ -32,6 +32,9 @@ COMMIT_PATTERN = r"^[0-9a-f]{40}$"
 RESULT_MAX_BYTES = 3800
 #: A commit folder, as prune accepts it: nothing else on the claim is ever removed.
 COMMIT_FOLDER_PATTERN = r"^revisions/[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*/[0-9a-f]{40}$"
+#: A server's compile-cache folder, as prune accepts it (render/server.py compile_subpath): one image's, and
+#: one layout's beyond one node's tensor parallelism. Nothing else under COMPILE_FOLDER is removed.
+COMPILE_SUBFOLDER_PATTERN = r"^\.server-cache/[A-Za-z0-9._-]{1,200}(@tp[0-9]+-pp[0-9]+(-dp[0-9]+)?-nodes[0-9]+)?$"
 #: Keys of a progress line (the downloader's stdout), as status.download shows them.
 PROGRESS_KEYS = ("bytesDone", "bytesTotal", "filesDone", "filesTotal", "bytesPerSecond", "etaSeconds", "revision")
 

@@ -745,6 +745,11 @@ class MiniMaxModelCacheStatus(_Model):
     size: str | None = Field(default=None, description="Size of the claim.")
     download: DownloadStatus | None = None
     commits: list[CommitStatus] = Field(default_factory=list, description="Verified commits kept in the claim.")
+    compileFolders: list[str] = Field(
+        default_factory=list,
+        description="Servers' compile-cache folders on the claim (per vLLM image and layout); one no server mounts "
+        "any more is removed by the prune Job.",
+    )
     users: list[str] = Field(default_factory=list, description="MiniMaxDeployments that serve these weights.")
     userCount: int = 0
     conditions: list[Condition] = Field(default_factory=list)

@@ -120,7 +120,7 @@ class CacheReconciler(Base):
         if rc.storage_size:
             new["size"] = rc.storage_size
         if old.get("repo") in (None, rc.repo):  # what servers load stays until a newer commit is verified
-            for key in ("commit", "path", "commits"):
+            for key in ("commit", "path", "commits", "compileFolders"):
                 if old.get(key):
                     new[key] = old[key]
         if not old:
@@ -137,7 +137,7 @@ class CacheReconciler(Base):
             rc = self._preflight(rc, owner, old)
             ready = self._download(rc, owner, old, new, result)
             if ready.status == "True":
-                self._collect(rc, owner, new)
+                self._collect(rc, owner, new, old)
         except (ReconcileError, LayoutError) as e:
             if isinstance(e, NameConflict):
                 result.requeue(30)  # someone else's object is not in our stores: its removal sends no event
@@ -339,34 +339,46 @@ class CacheReconciler(Base):
 
     # ---- unused commits ---------------------------------------------------------------
 
-    def _collect(self, rc: ResolvedCache, owner: Owner, new: Obj) -> None:
-        """Prune commit folders no server loads, once every server on the claim runs the current one."""
+    def _collect(self, rc: ResolvedCache, owner: Owner, new: Obj, old: Obj) -> None:
+        """Prune commit folders no server loads and compile-cache folders no server mounts, once every server
+        on the claim runs its current pod template (an older ReplicaSet may still use an older one)."""
         current = new.get("path")
         commits = new.get("commits") or []
+        in_use = set(self._compile_folders(rc))
+        known = sorted(set(old.get("compileFolders") or []) | in_use)
+        if known:
+            new["compileFolders"] = known
         stale = [c for c in commits if c.get("path") != current]
-        if not stale:
+        unused_folders = [f for f in known if f not in in_use]
+        if not stale and not unused_folders:
             return
         servers = self.servers(rc.namespace, rc.claim_name)
         if any(not rolled_out(d) for d in servers):
-            return  # an older ReplicaSet may still load an older folder; its rollout sends events
+            return  # its rollout sends events
         used = {served_weights(d).get("path") for d in servers}
         for other in self.kube.list(CACHE_KIND, rc.namespace, {}):
             if other["metadata"]["name"] != rc.name and (other.get("status") or {}).get("claimName") == rc.claim_name:
                 used |= {c.get("path") for c in (other.get("status") or {}).get("commits") or []}
         paths = sorted(str(c["path"]) for c in stale if c.get("path") not in used)
-        if not paths:
+        if not paths and not unused_folders:
             return
-        job_name = render.prune_job_name(rc, paths)
+        job_name = render.prune_job_name(rc, paths, unused_folders)
         job = self.kube.get("Job", rc.namespace, job_name)
         if job is None:
-            self._ensure(render.prune_job(rc, owner, self.settings.operator, paths, self._beside(rc)), owner)
+            self._ensure(
+                render.prune_job(rc, owner, self.settings.operator, paths, self._beside(rc), unused_folders), owner
+            )
             return
         if not controlled_by(job, owner):
             raise NameConflict(conflict_message("Job", job, owner_kind=CACHE_KIND))
         if download.job_condition(job, "Complete"):
             new["commits"] = [c for c in commits if c.get("path") not in paths]
+            new["compileFolders"] = [f for f in known if f not in unused_folders]
+            if not new["compileFolders"]:
+                del new["compileFolders"]
         elif download.job_condition(job, "Failed"):
-            log.warning("%s/%s: pruning %s failed; the folders stay", rc.namespace, rc.name, ", ".join(paths))
+            what = ", ".join([*paths, *unused_folders])
+            log.warning("%s/%s: pruning %s failed; the folders stay", rc.namespace, rc.name, what)
 
     # ---- deletion -----------------------------------------------------------------------
 

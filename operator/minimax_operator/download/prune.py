@@ -14,11 +14,12 @@ import shutil
 import sys
 from pathlib import Path
 
-from ..protocol import COMMIT_FOLDER_PATTERN, MARKER, PARTIAL_FOLDER, VERIFIED
+from ..protocol import COMMIT_FOLDER_PATTERN, COMPILE_SUBFOLDER_PATTERN, MARKER, PARTIAL_FOLDER, VERIFIED
 from .job import DownloadError, terminate
 from .paths import UnsafePath, check_name, confined, no_links
 
 _COMMIT_FOLDER = re.compile(COMMIT_FOLDER_PATTERN)
+_COMPILE_FOLDER = re.compile(COMPILE_SUBFOLDER_PATTERN)
 
 
 def prune(root: Path, rel: str) -> int:
@@ -77,9 +78,33 @@ def prune(root: Path, rel: str) -> int:
     return freed
 
 
+def prune_compile(root: Path, rel: str) -> int:
+    """Remove a server's compile-cache folder the operator says no server mounts any more; the bytes freed.
+
+    Only a name of the shape the operator gives these folders, inside the claim, reached without a symbolic
+    link; links inside are removed, never followed. What is there is the servers' own (compiled graphs,
+    kernels), rebuilt by the next server that needs it.
+    """
+    if not _COMPILE_FOLDER.match(rel):
+        raise DownloadError("InvalidPath", f"{rel} is not a compile-cache folder prune may remove")
+    try:
+        check_name(rel)
+        folder = no_links(root, rel)
+    except UnsafePath as e:
+        raise DownloadError("InvalidPath", f"{rel} is not a folder inside the claim that prune may remove: {e}") from e
+    if not folder.is_dir():
+        return 0  # gone already
+    freed = sum(p.lstat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+    shutil.rmtree(folder)
+    return freed
+
+
 def add_prune_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", required=True, help="the claim's mount")
     p.add_argument("--path", action="append", default=[], help="folder to remove, relative to ROOT (repeat)")
+    p.add_argument(
+        "--compile-folder", action="append", default=[], help="compile-cache folder to remove, relative to ROOT"
+    )
 
 
 def prune_main(args: argparse.Namespace) -> int:
@@ -87,6 +112,9 @@ def prune_main(args: argparse.Namespace) -> int:
     try:
         for rel in args.path:
             freed += prune(Path(args.root), rel)
+            removed.append(rel)
+        for rel in getattr(args, "compile_folder", None) or []:
+            freed += prune_compile(Path(args.root), rel)
             removed.append(rel)
     except DownloadError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from ..api.names import (
@@ -180,24 +181,33 @@ def download_job(
     return stamp(job)
 
 
-def prune_job_name(rc: ResolvedCache, paths: list[str]) -> str:
-    digest = hashlib.sha256(json.dumps(sorted(paths)).encode()).hexdigest()[:8]
+def prune_job_name(rc: ResolvedCache, paths: list[str], compile_folders: Sequence[str] = ()) -> str:
+    what = sorted(paths) + [f"compile:{f}" for f in sorted(compile_folders)] if compile_folders else sorted(paths)
+    digest = hashlib.sha256(json.dumps(what).encode()).hexdigest()[:8]
     return f"{rc.name[:40]}-prune-{digest}"
 
 
 def prune_job(
-    rc: ResolvedCache, owner: Owner | None, settings: OperatorSettings, paths: list[str], beside: tuple[str, ...] = ()
+    rc: ResolvedCache,
+    owner: Owner | None,
+    settings: OperatorSettings,
+    paths: list[str],
+    beside: tuple[str, ...] = (),
+    compile_folders: Sequence[str] = (),
 ) -> Obj:
-    """The Job that removes commit folders no server uses any more (`minimax-operator prune`)."""
+    """The Job that removes commit folders and compile-cache folders no server uses any more
+    (`minimax-operator prune`)."""
     args = ["prune", "--root", MODELS_MOUNT]
     for path in sorted(paths):
         args += ["--path", path]
+    for folder in sorted(compile_folders):
+        args += ["--compile-folder", folder]
     container = _container(settings, args, [])
     container["resources"] = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
     job: Obj = {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": _meta(rc, prune_job_name(rc, paths), owner, COMPONENT_PRUNE),
+        "metadata": _meta(rc, prune_job_name(rc, paths, compile_folders), owner, COMPONENT_PRUNE),
         "spec": {
             "backoffLimit": 3,
             "ttlSecondsAfterFinished": 3600,
