@@ -13,7 +13,7 @@
 #    pyproject.toml, README.md or anything under operator/ changes.
 #  - localhost/minimax-pause:catatonit: the pod sandbox image (Debian's static catatonit).
 #  - localhost/vllm-standin:<hash of hack/standin/vllm.py>: the base with hack/standin/vllm.py as
-#    /usr/local/bin/vllm, for servers on the real node (the autoscaling tests); no GPU, no model.
+#    /usr/local/bin/vllm, for servers on the real node (autoscaling, server caches); no GPU, no model.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
@@ -82,7 +82,7 @@ build_standin() {
     build_base >/dev/null
     local c; c=$(buildah from "$base_image")
     buildah copy -q --chmod 0755 "$c" "$here/standin/vllm.py" /usr/local/bin/vllm >/dev/null
-    buildah config --user 1000:1000 "$c"
+    # root, as the vllm-openai image runs (a restricted pod's securityContext sets its own user)
     buildah commit -q "$c" "$standin_image" >/dev/null && buildah rm "$c" >/dev/null
     find "$out" -name "vllm-standin-*.tar" ! -name "$(basename "$archive")" -delete
     save "$standin_image" "$archive"

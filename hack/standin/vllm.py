@@ -219,6 +219,12 @@ def main(argv: list[str]) -> int:
     if not os.path.isdir(args.model):
         print(f"ValueError: the model folder {args.model} does not exist", file=sys.stderr)
         return 1
+    # vLLM writes its compile cache under XDG_CACHE_HOME at start; a folder it cannot write is a crash there.
+    cache = os.environ.get("XDG_CACHE_HOME")
+    if cache:
+        os.makedirs(os.path.join(cache, "vllm", "torch_compile_cache"), exist_ok=True)
+        with open(os.path.join(cache, "vllm", "torch_compile_cache", "standin"), "w") as f:
+            f.write(f"written by uid {os.getuid()}\n")
     engine = Engine(
         args.served_model_name or args.model,
         args.max_num_seqs,
