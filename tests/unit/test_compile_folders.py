@@ -96,3 +96,17 @@ def test_a_folder_no_server_mounts_any_more_is_pruned_once_servers_rolled_out() 
     kube.put({**job, "status": {"conditions": [{"type": "Complete", "status": "True"}]}})
     reconcile_cache(kube, caches)
     assert kube.object("MiniMaxModelCache", "m25")["status"]["compileFolders"] == [NEW]
+
+
+def test_the_download_prepares_the_folder_of_a_server_with_its_own_image_before_it_exists() -> None:
+    kube, caches = cache_scene()
+    kube.put({"apiVersion": "minimax.chatos.io/v1alpha1", "kind": "MiniMaxDeployment",
+              "metadata": {"name": "custom", "namespace": "ns"},
+              "spec": {"model": "MiniMax-M2.5", "cacheRef": {"name": "m25"},
+                       "vllm": {"image": "registry.internal/vllm-openai:v0.19.1", "podSecurity": "restricted"}}})  # fmt: skip
+    reconcile_cache(kube, caches)
+    reconcile_cache(kube, caches)
+    job = kube.object("Job", next(name for verb, kind, name in kube.writes if kind == "Job"))
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    prepared = [args[i + 1] for i, a in enumerate(args) if a == "--server-cache"]
+    assert prepared == [f"/models/{OLD}", f"/models/{NEW}"]

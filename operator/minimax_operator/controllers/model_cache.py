@@ -12,6 +12,7 @@ read; this module reads and writes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -20,17 +21,18 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from ..api.names import CACHE_KIND, COMPONENT_DOWNLOAD, FINALIZER, LWS_KIND, OWNER_LABEL
+from ..api.names import CACHE_KIND, COMPONENT_DOWNLOAD, CREATED_FOR_ANNOTATION, FINALIZER, LWS_KIND, OWNER_LABEL
 from ..api.presets import PRESETS
-from ..api.v1alpha1 import MiniMaxModelCacheSpec
+from ..api.v1alpha1 import MiniMaxDeploymentSpec, MiniMaxModelCacheSpec
 from ..model import quota
+from ..model.deployment import resolve
 from ..model.errors import LayoutError
 from ..model.model_cache import ResolvedCache, resolve_cache
 from ..protocol import parse_progress
 from ..render import model_cache as render
 from ..render import status as st
 from ..render.meta import Owner
-from ..render.server import COMPILE_DIR, compile_folder
+from ..render.server import COMPILE_DIR, compile_folder, compile_subpath
 from ..render.status import iso
 from ..runtime.loop import Result
 from ..runtime.metrics import WRITES
@@ -111,6 +113,9 @@ class CacheReconciler(Base):
         try:
             spec = MiniMaxModelCacheSpec.model_validate(body.get("spec") or {})
             rc = resolve_cache(name, ns, spec)
+            created_for = (meta.get("annotations") or {}).get(CREATED_FOR_ANNOTATION)
+            if created_for:
+                rc = dataclasses.replace(rc, created_for=str(created_for))
         except (ValidationError, LayoutError) as e:
             reason = "LayoutInvalid" if isinstance(e, LayoutError) else "InvalidSpec"
             ready = st.false("Ready", reason, str(e))
@@ -207,6 +212,19 @@ class CacheReconciler(Base):
             folders.add(
                 compile_folder(self.settings.vllm_images.get(rc.spec.model) or PRESETS[rc.spec.model].vllm_image)
             )
+        # The resources that serve these weights, before their servers exist: a server of its own image
+        # (spec.vllm.image) or layout must find its folder prepared too (the kubelet makes a missing subPath
+        # folder with the volume's permissions: a restricted server could not write it on most storage).
+        users = list(self.kube.indexed("MiniMaxDeployment", "cache", rc.namespace, rc.name))
+        if rc.created_for and not any(u["metadata"]["name"] == rc.created_for for u in users):
+            first = self.kube.get("MiniMaxDeployment", rc.namespace, rc.created_for)  # its status may not say so yet
+            users += [first] if first else []
+        for mmd in users:
+            with contextlib.suppress(ValidationError, LayoutError):
+                spec = MiniMaxDeploymentSpec.model_validate(mmd.get("spec") or {})
+                sub = compile_subpath(resolve(mmd["metadata"]["name"], rc.namespace, spec, self.settings.vllm_images))
+                if sub:
+                    folders.add(sub)
         for d in self.servers(rc.namespace, rc.claim_name):
             for c in [c for t in pod_templates(d) for c in (t.get("spec") or {}).get("containers") or []]:
                 for m in c.get("volumeMounts") or [] if c.get("name") == "vllm" else []:

@@ -43,6 +43,8 @@ class ResolvedCache:
     claim_name: str
     #: The spec's access mode, or the existing claim's once observed.
     access_mode: str | None
+    #: The MiniMaxDeployment an implicit cache was made for (its annotation), if any.
+    created_for: str | None = None
 
     @property
     def revision(self) -> str:
