@@ -100,10 +100,10 @@ def test_a_folder_no_server_mounts_any_more_is_pruned_once_servers_rolled_out() 
 
 def test_the_download_prepares_the_folder_of_a_server_with_its_own_image_before_it_exists() -> None:
     kube, caches = cache_scene()
+    vllm = {"image": "registry.internal/vllm-openai:v0.19.1", "podSecurity": "restricted"}
+    spec = {"model": "MiniMax-M2.5", "cacheRef": {"name": "m25"}, "vllm": vllm}
     kube.put({"apiVersion": "minimax.chatos.io/v1alpha1", "kind": "MiniMaxDeployment",
-              "metadata": {"name": "custom", "namespace": "ns"},
-              "spec": {"model": "MiniMax-M2.5", "cacheRef": {"name": "m25"},
-                       "vllm": {"image": "registry.internal/vllm-openai:v0.19.1", "podSecurity": "restricted"}}})  # fmt: skip
+              "metadata": {"name": "custom", "namespace": "ns"}, "spec": spec})  # fmt: skip
     reconcile_cache(kube, caches)
     reconcile_cache(kube, caches)
     job = kube.object("Job", next(name for verb, kind, name in kube.writes if kind == "Job"))
