@@ -57,7 +57,7 @@ def main() -> None:
             advertise_gpus(c, 8)
             c.kubectl("create", "namespace", ns, check=False)
             spec = standin_spec(hub, REPO, minReplicas=1, maxReplicas=2, target={"waitingRequests": 2},
-                                scaleDownDelaySeconds=0)  # fmt: skip
+                                scaleDownDelaySeconds=30)  # fmt: skip
             c.create_mmd(ns, "tiny", {**spec, "chatos": {"enabled": False}})
             c.wait_phase(ns, "tiny", "Ready", timeout=300)
             c.wait_condition(ns, "tiny", "Autoscaling", "True", "Active", timeout=60)

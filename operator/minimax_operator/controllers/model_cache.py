@@ -367,10 +367,15 @@ class CacheReconciler(Base):
         if known:
             new["compileFolders"] = known
         stale = [c for c in commits if c.get("path") != current]
-        unused_folders = [f for f in known if f not in in_use]
+        servers = self.servers(rc.namespace, rc.claim_name)
+        # A folder is superseded only while servers run: one of the resources that used it moved to another
+        # image or layout. Without servers (all deleted or parked) the caches stay, as the weights do: the
+        # next server starts warm. And not while a resource of the cache has no server yet.
+        users = self.kube.indexed("MiniMaxDeployment", "cache", rc.namespace, rc.name)
+        settled = bool(servers) and len(servers) >= len(users)
+        unused_folders = [f for f in known if f not in in_use] if settled else []
         if not stale and not unused_folders:
             return
-        servers = self.servers(rc.namespace, rc.claim_name)
         if any(not rolled_out(d) for d in servers):
             return  # its rollout sends events
         used = {served_weights(d).get("path") for d in servers}
