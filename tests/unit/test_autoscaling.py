@@ -238,3 +238,21 @@ def test_a_name_taken_by_someone_elses_service_stops_autoscaling_before_a_downlo
     reconcile_mmd(kube, deployments)
     assert conditions(kube.object("MiniMaxDeployment", "m25"))["WeightsReady"] == ("False", "NameConflict")
     assert not [w for w in kube.writes if w[1] == "MiniMaxModelCache"]
+
+
+def test_scaling_never_changes_the_pod_template() -> None:
+    """KEDA moving replicas between 1 and its bound must not restart the serving replica (on a ReadWriteOnce
+    claim the servers' pod affinity once depended on the current count: found by the stand-in's metrics)."""
+    from minimax_operator.render import server as render_server
+
+    templates = []
+    for replicas in (0, 1, 2, 3):
+        spec = MiniMaxDeploymentSpec.model_validate(
+            {"model": "MiniMax-M2.5", "tensorParallelSize": 2, "replicas": replicas, "gpu": {"memoryGiB": 141},
+             "storage": {"accessMode": "ReadWriteOnce"}, "autoscaling": {"minReplicas": 0, "maxReplicas": 3}}
+        )  # fmt: skip
+        dep = render_server.deployment(resolve("m25", "ns", spec, {}), OWNER)
+        templates.append(dep["spec"]["template"])
+        assert dep["spec"]["replicas"] == replicas
+    assert all(t == templates[0] for t in templates)
+    assert "podAffinity" in templates[0]["spec"]["affinity"]

@@ -256,7 +256,10 @@ def deployment(r: Resolved, owner: Owner | None, replicas: int | None = None) ->
     if v.nodeSelector:
         pod_spec["nodeSelector"] = dict(v.nodeSelector)
     mode = r.claim_access_mode
-    if mode == "ReadWriteOnce" and (r.spec.replicas > 1 or r.claim_neighbours):
+    # With autoscaling, by the most replicas KEDA may set, not the current count: a pod template that changed
+    # with the count would restart the serving replica on every scale between 1 and 2.
+    most = max(r.spec.replicas, r.spec.autoscaling.maxReplicas if r.spec.autoscaling else 0)
+    if mode == "ReadWriteOnce" and (most > 1 or r.claim_neighbours):
         pod_spec["affinity"] = _same_node_as_servers(r)  # check_storage made sure they fit on one node
     # Never ask for more GPUs than the replicas hold: replace pods one at a time. A
     # ReadWriteOncePod claim admits one pod at all, so the old pod must be gone first.
