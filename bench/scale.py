@@ -4,9 +4,10 @@ For each --n (default 1000; e.g. --n 100 --n 300 --n 1000 to see growth), in a f
 local cluster (or the one given) with enough simulated 8-GPU nodes and a Service IP
 range wide enough for thousands of Services:
 
-1. the floor: the same children applied directly with kubectl, as the operator
-   would create them (each model cache's PVC and download Job, wait until every Job
-   completes, then Deployment and Service, wait until every Deployment is available);
+1. the floor: the same children created directly, as fast as the API server allows:
+   each model in sequence as the operator must (its PVC and download Job, the Job
+   complete, then Deployment and Service, the Deployment available), models in
+   parallel on as many clients as the operator has workers (`floor`);
 2. the operator (`minimax-operator run` as shipped, under its ServiceAccount) and N
    MiniMaxDeployments of N different models (N caches, N downloads) applied at once:
    time until all are Ready (ratio to the floor), and per resource the time from its
@@ -127,20 +128,58 @@ def model_spec(i: int) -> dict[str, Any]:
     return {**SPEC, "repo": f"{SPEC['repo']}-{i}"}
 
 
-def count(cluster: Cluster, ns: str, what: str, done: Any) -> int:
-    items = json.loads(cluster.kubectl("get", what, "-n", ns, "-o", "json"))["items"]
-    return sum(1 for o in items if done(o.get("status") or {}))
-
-
 def job_done(s: dict[str, Any]) -> bool:
     return any(c["type"] == "Complete" and c["status"] == "True" for c in s.get("conditions") or [])
 
 
-def floor(cluster: Cluster, n: int) -> float:
-    """Seconds the cluster itself needs for the children of n resources applied directly."""
+class Finished(threading.Thread):
+    """Watches one kind in a namespace and sets an Event per object once `done(status)` holds.
+
+    One watch for all n objects, as an operator's informer would: polling each object
+    would load the API server with reads the operator does not make.
+    """
+
+    def __init__(self, list_fn: Any, ns: str, done: Any):
+        super().__init__(daemon=True)
+        self.list_fn, self.ns, self.done = list_fn, ns, done
+        self.events: dict[str, threading.Event] = {}
+        self.lock = threading.Lock()
+        self.started = threading.Event()
+
+    def event(self, name: str) -> threading.Event:
+        with self.lock:
+            return self.events.setdefault(name, threading.Event())
+
+    def run(self) -> None:
+        rv = None
+        while True:
+            kwargs: dict[str, Any] = {"timeout_seconds": 300, "deserialize": False}
+            if rv:
+                kwargs["resource_version"] = rv
+            self.started.set()
+            try:
+                for ev in watch.Watch().stream(self.list_fn, self.ns, **kwargs):
+                    obj = ev["object"]
+                    rv = obj["metadata"]["resourceVersion"]
+                    if self.done(obj.get("status") or {}):
+                        self.event(obj["metadata"]["name"]).set()
+            except Exception:  # a watch cut by the server (or the end of the run): start again
+                rv = None
+                time.sleep(0.5)
+
+
+def floor(cluster: Cluster, n: int, workers: int) -> float:
+    """Seconds the cluster itself needs to run the children of n resources, created as fast as it allows.
+
+    Each model in sequence, as the operator must (its claim and download Job, the Job
+    complete, then its Deployment and Service, the Deployment available); models in
+    parallel on `workers` clients, as many as the operator has workers. Plain creates
+    from prepared objects, watches for completion: no reconcile, no status, no Event,
+    no shared ConfigMap. An operator cannot beat this, so the ratio says what it costs.
+    """
     ns = f"bench-floor-{secrets.token_hex(2)}"
     cluster.kubectl("create", "namespace", ns)
-    objs = []
+    models = []
     for i in range(n):
         spec = MiniMaxDeploymentSpec.model_validate(model_spec(i))
         cache_name, cache_spec = implicit_cache(spec)
@@ -148,18 +187,57 @@ def floor(cluster: Cluster, n: int) -> float:
         path = commit_folder(rc.repo, "0" * 40)
         w = WeightsSource(cache_name, cache_spec, rc.claim_name, rc.access_mode, path=path)
         r = resolve(f"m{i}", ns, spec, {}, w)
-        objs.append(render_cache.render_cache(rc, None, OperatorSettings()) + render_server.render_server(r, None))
+        pvc, job = render_cache.render_cache(rc, None, OperatorSettings())
+        deployment, service = render_server.render_server(r, None)
+        models.append((pvc, job, deployment, service))
+
+    cfg = client.Configuration()
+    config.load_kube_config(cluster.kubeconfig, client_configuration=cfg)
+    cfg.connection_pool_maxsize = workers + 4
+    api = client.ApiClient(cfg)
+    core, batch, apps = client.CoreV1Api(api), client.BatchV1Api(api), client.AppsV1Api(api)
+    jobs = Finished(batch.list_namespaced_job, ns, job_done)
+    available = Finished(apps.list_namespaced_deployment, ns, lambda s: s.get("availableReplicas") == 1)
+    for watcher in (jobs, available):
+        watcher.start()
+        watcher.started.wait(10)
+
+    queue = list(range(n))
+    qlock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def one(i: int) -> None:
+        pvc, job, deployment, service = models[i]
+        core.create_namespaced_persistent_volume_claim(ns, pvc)
+        batch.create_namespaced_job(ns, job)
+        if not jobs.event(job["metadata"]["name"]).wait(3600):
+            raise TimeoutError(f"floor Job {job['metadata']['name']}")
+        apps.create_namespaced_deployment(ns, deployment)
+        core.create_namespaced_service(ns, service)
+        if not available.event(deployment["metadata"]["name"]).wait(3600):
+            raise TimeoutError(f"floor Deployment {deployment['metadata']['name']}")
+
+    def worker() -> None:
+        while not errors:
+            with qlock:
+                if not queue:
+                    return
+                i = queue.pop(0)
+            try:
+                one(i)
+            except BaseException as e:  # reported after the join
+                errors.append(e)
+
     t0 = time.monotonic()
-    apply(cluster, [o for set_ in objs for o in set_[:2]])  # PVC and Job
-    wait_for(lambda: count(cluster, ns, "jobs", job_done) == n, 3600, what="floor Jobs complete", interval=1)
-    apply(cluster, [o for set_ in objs for o in set_[2:]])  # Deployment and Service
-    wait_for(
-        lambda: count(cluster, ns, "deployments", lambda s: s.get("availableReplicas") == 1) == n,
-        3600,
-        what="floor Deployments available",
-        interval=1,
-    )
-    return time.monotonic() - t0
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - t0
+    if errors:
+        raise errors[0]
+    return elapsed
 
 
 class Recorder(threading.Thread):
@@ -218,7 +296,9 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-def measure(kubeconfig: str, n: int, idle_seconds: float, extra_args: list[str], work: Path) -> dict[str, Any]:
+def measure(
+    kubeconfig: str, n: int, idle_seconds: float, extra_args: list[str], work: Path, workers: int
+) -> dict[str, Any]:
     cluster = Cluster(kubeconfig, audit_log=None)
     cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
     cluster.kubectl("wait", "--for=condition=Established", "crd/minimaxdeployments.minimax.chatos.io")
@@ -227,7 +307,7 @@ def measure(kubeconfig: str, n: int, idle_seconds: float, extra_args: list[str],
     cluster.kubectl("wait", "--for=condition=Ready", "node", "--all", "--timeout=300s")
     apply(cluster, flow_schemas())
 
-    t_floor = floor(cluster, n)
+    t_floor = floor(cluster, n, workers)
     print(f"n={n}: floor {t_floor:.1f} s", flush=True)
 
     ns = f"bench-op-{tag}"
@@ -236,7 +316,8 @@ def measure(kubeconfig: str, n: int, idle_seconds: float, extra_args: list[str],
     metrics, health = free_port(), free_port()
     args = [sys.executable, "-m", "minimax_operator", "run", "--kubeconfig", str(op_kubeconfig)]
     args += ["--namespace", ns, "--leader-election-namespace", "minimax-system", "--leader-election-id", f"bench-{tag}"]
-    args += ["--metrics-port", str(metrics), "--health-port", str(health), "--log-format", "plain", *extra_args]
+    args += ["--metrics-port", str(metrics), "--health-port", str(health), "--log-format", "plain"]
+    args += ["--workers", str(workers), *extra_args]
     env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
     env["PYTHONPATH"] = str(ROOT / "operator")
     with (work / f"operator-{n}.log").open("ab") as log:
@@ -320,13 +401,14 @@ def main() -> int:
     p.add_argument("--idle-seconds", type=float, default=180)
     p.add_argument("--kubeconfig", help="use this cluster (its Service range must hold 2N Services)")
     p.add_argument("--operator-arg", action="append", default=[], help="extra argument to `minimax-operator run`")
+    p.add_argument("--workers", type=int, default=8, help="the operator's workers, and the floor's clients")
     args = p.parse_args()
     results = []
     for n in sorted(args.n or [1000]):
         work = Path(tempfile.mkdtemp(prefix=f"scale-{n}-"))
         # A fresh cluster per N, with a Service range for thousands of Services.
         with local_cluster(args.kubeconfig, "bench-scale", SERVICE_CIDR="10.96.0.0/16") as kubeconfig:
-            res = measure(kubeconfig, n, args.idle_seconds, args.operator_arg, work)
+            res = measure(kubeconfig, n, args.idle_seconds, args.operator_arg, work, args.workers)
         print(json.dumps(res), flush=True)
         results.append(res)
     for res in results:
