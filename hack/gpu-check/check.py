@@ -273,7 +273,7 @@ def chat_checks(model: str) -> dict[str, Any]:
             {
                 "role": "assistant",
                 "content": "",
-                "reasoning_content": "The user wants the weather; call the tool.",
+                "reasoning": "The user wants the weather; call the tool.",  # what vLLM reads (docs/chatos.md)
                 "tool_calls": [
                     {
                         "id": "call_1",

@@ -8,6 +8,8 @@
 #   hack/gpu-check/run.sh load RUN...      the load benchmark (load_bench.py) on a synthetic 24 GB checkpoint of
 #                                          M2's shapes: RUN is LOADER[:warm][:tpN] (default, eager, prefetch,
 #                                          runai); the first call also generates it and measures the disk
+#   hack/gpu-check/run.sh thinking [PRESET]   the reasoning/answer split with forced output (streaming or not, tools
+#                                          or not) and earlier thinking sent back in each field (thinking.py)
 #   hack/gpu-check/run.sh multinode [PRESET] on two GPUs: one node TP 2 (the Deployment), then two
 #                                          "nodes" of one GPU each, TP and PP (the LeaderWorkerSet's
 #                                          leader and worker containers as two processes)
@@ -86,6 +88,12 @@ if [[ $variant == users-cold || $variant == users-warm ]]; then
       --label "$variant-$security" --report "$out/$variant-$security.json" --log "$out/$variant-$security.log" || true
   done
   find /var/cache/minimax-claim -maxdepth 3 -printf '%u %m %p\n' | sort | tee "$out/$variant-tree.txt"
+  exit 0
+fi
+if [[ $variant == thinking ]]; then
+  python3 hack/gpu-check/tiny_checkpoint.py "$model"
+  mkdir -p /var/cache/minimax
+  python3 hack/gpu-check/thinking.py --preset "$preset" --report "$out/thinking.json" --log "$out/thinking.log" || true
   exit 0
 fi
 if [[ $variant == multinode ]]; then

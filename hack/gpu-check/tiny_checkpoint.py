@@ -25,22 +25,27 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
 HIDDEN, LAYERS, HEADS, KV_HEADS, HEAD_DIM, ROTARY_DIM = 512, 2, 4, 1, 128, 64
 EXPERTS, TOP_K, EXPERT_DIM = 8, 2, 256
-VOCAB = 256 + 7  # the byte tokens and SPECIAL
+VOCAB = 256 + 7  # the byte tokens, SPECIAL and TAGS
 BLOCK = 128
 SPECIAL = [
     "]~!b[",  # begin of text
     "[e~[",  # end of a turn (eos)
     "]~b]",  # role marker
-    "<think>",
-    "</think>",
-    "<minimax:tool_call>",
-    "</minimax:tool_call>",
 ]
+# As in the family's tokenizers: the thinking and tool-call tags are added tokens that are *not*
+# special, so detokenization keeps them (skip_special_tokens drops special ones): the reasoning
+# parser finds `</think>` both by token id (streaming) and in the text (non-streaming).
+TAGS = ["<think>", "</think>", "<minimax:tool_call>", "</minimax:tool_call>"]
 
 # The family's prompt format: ]~!b[]~b]system ... [e~[ / ]~b]user / ]~b]ai / ]~b]tool, tools as
 # JSON inside <tools>, tool calls as <invoke name=...><parameter name=...>, and the generation
-# prompt opening <think> (the model writes only </think>). Prior thinking is kept in history.
+# prompt opening <think> (the model writes only </think>). Earlier thinking as MiniMax's M2.x
+# templates take it: `reasoning_content` when it is a string (vLLM fills it from a message's
+# `reasoning`), else the `<think>...</think>` at the head of `content`; rendered for the assistant
+# messages after the last user message (the turn in progress: tool calls and their results).
 CHAT_TEMPLATE = r"""
+{%- set ns = namespace(last_user=-1) -%}
+{%- for m in messages -%}{%- if m.role == 'user' -%}{%- set ns.last_user = loop.index0 -%}{%- endif -%}{%- endfor -%}
 {{- ']~!b[]~b]system\n' -}}
 {%- if messages and messages[0].role == 'system' -%}{{- messages[0].content -}}
 {%- else -%}{{- 'You are a helpful assistant.' -}}{%- endif -%}
@@ -59,10 +64,15 @@ CHAT_TEMPLATE = r"""
 {{- ']~b]user\n' + m.content + '[e~[\n' -}}
 {%- elif m.role == 'assistant' -%}
 {{- ']~b]ai\n' -}}
-{%- set r = m.reasoning_content if m.reasoning_content is defined and m.reasoning_content
-    else (m.reasoning if m.reasoning is defined and m.reasoning else '') -%}
-{%- if r -%}{{- '<think>\n' + r + '\n</think>\n\n' -}}{%- endif -%}
-{%- if m.content -%}{{- m.content -}}{%- endif -%}
+{%- set content = m.content if m.content is string else '' -%}
+{%- set r = '' -%}
+{%- if m.reasoning_content is string -%}{%- set r = m.reasoning_content -%}
+{%- elif '</think>' in content -%}
+{%- set r = content.split('</think>')[0].strip('\n').split('<think>')[-1].strip('\n') -%}
+{%- set content = content.split('</think>')[-1].strip('\n') -%}
+{%- endif -%}
+{%- if r and loop.index0 > ns.last_user -%}{{- '<think>\n' + r + '\n</think>\n\n' -}}{%- endif -%}
+{%- if content -%}{{- content -}}{%- endif -%}
 {%- if m.tool_calls -%}
 {{- '\n<minimax:tool_call>\n' -}}
 {%- for call in m.tool_calls -%}
@@ -93,6 +103,7 @@ def tokenizer(out: Path) -> int:
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     tok.add_special_tokens(SPECIAL)
+    tok.add_tokens(TAGS)
     tok.save(str(out / "tokenizer.json"))
     config = {
         "tokenizer_class": "PreTrainedTokenizerFast",
