@@ -202,7 +202,11 @@ def stream(body: dict[str, Any]) -> tuple[int, dict[str, str], list[str]]:
     )
     fields: dict[str, str] = {}
     seen: set[str] = set()
-    with urllib.request.urlopen(req, timeout=120) as r:
+    try:
+        r = urllib.request.urlopen(req, timeout=120)
+    except urllib.error.HTTPError as e:  # refused (a preset without tool calling, say): the status tells
+        return e.code, {"error": (e.read() or b"").decode(errors="replace")[:300]}, []
+    with r:
         for raw in r:
             line = raw.decode().strip()
             if not line.startswith("data:") or line == "data: [DONE]":
@@ -303,6 +307,7 @@ def main() -> int:
     p.add_argument("--layout", choices=sorted(LAYOUTS), help="a two-GPU layout (see above)")
     p.add_argument("--pod-security", choices=["baseline", "restricted"], help="render with spec.vllm.podSecurity")
     p.add_argument("--claim", action="store_true", help="the cache folder of the claim's subPath (CLAIM_CACHE)")
+    p.add_argument("--dummy-weights", action="store_true", help="add --load-format dummy (no weights on disk)")
     args = p.parse_args()
     if args.layout:
         return run_layout(args)
@@ -311,6 +316,8 @@ def main() -> int:
     argv = [*container["command"], *one_gpu(container["args"])]
     if args.reasoning_parser:
         argv[argv.index("--reasoning-parser") + 1] = args.reasoning_parser
+    if args.dummy_weights:
+        argv += ["--load-format", "dummy"]
     if args.claim:  # the cache folder where the claim's subPath puts it, as the pod mounts it
         env = {**os.environ, **mounted_env(container)}
     else:
@@ -341,7 +348,8 @@ def main() -> int:
             report.update(chat_checks(entry["model_id"]))
             report["models_id_is_chatos_model_id"] = report["models"]["ids"] == [entry["model_id"]]
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # it may have exited by itself
+            os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(60)
         except subprocess.TimeoutExpired:

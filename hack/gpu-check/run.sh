@@ -14,16 +14,22 @@
 #                                          "nodes" of one GPU each, TP and PP (the LeaderWorkerSet's
 #                                          leader and worker containers as two processes)
 # Reports (JSON) and vLLM's logs go to $OUT (or ./gpu-check-out).
+# VLLM=0.23.0 (any version prepare.sh cut into .gpu/VERSION/): that vLLM instead of 0.20.2.
 set -euo pipefail
-store=/root/gpu-check
-site=/tmp/site
+vllm=${VLLM:-0.20.2}
+store=/root/gpu-check site=/tmp/site
+[[ $vllm == 0.20.2 ]] || store=/root/gpu-check-$vllm site=/tmp/site-$vllm
 out=${OUT:-$PWD/gpu-check-out}
 mkdir -p "$store" "$out"
-if compgen -G ".gpu/part-*" >/dev/null; then mv .gpu/part-* "$store/"; fi
+if compgen -G ".gpu/part-*" >/dev/null; then mkdir -p /root/gpu-check && mv .gpu/part-* /root/gpu-check/; fi
+for d in .gpu/*/; do
+  [[ $d == .gpu/loaders/ ]] && continue
+  if compgen -G "${d}part-*" >/dev/null; then v=$(basename "$d"); mkdir -p "/root/gpu-check-$v" && mv "$d"part-* "/root/gpu-check-$v/"; fi
+done
 if [[ -d .gpu/loaders ]]; then mkdir -p "$store/loaders" && mv .gpu/loaders/* "$store/loaders/"; fi
 variant=${1:?stash, bf16, fp8, multinode, users-cold or users-warm}
 preset=${2:-MiniMax-M2.5}
-if [[ $variant == stash ]]; then ls -la "$store"; df -h /root | tail -1; exit 0; fi
+if [[ $variant == stash ]]; then ls -la /root/gpu-check*; df -h /root | tail -1; exit 0; fi
 
 if [[ ! -f $site/.installed ]]; then
   t0=$(date +%s)
@@ -31,22 +37,25 @@ if [[ ! -f $site/.installed ]]; then
   mkdir -p "$site/bin"
   tar -xJf "$store/vllm.tar.xz" -C "$site"
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" "$store"/deps/*.whl
-  # The image's `vllm` entry point; the engine process is spawned, hence the __main__ guard.
-  cat > "$site/bin/vllm" <<'PY'
+  touch "$site/.installed"
+  echo "installed vLLM and $(ls "$store"/deps | wc -l) wheels in $(( $(date +%s) - t0 )) s"
+fi
+for whl in "$store"/loaders/*.whl; do  # extra wheels carried in .gpu/loaders, each installed once
+  [[ -f $whl && ! -f $site/.installed-$(basename "$whl") ]] || continue
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" --upgrade "$whl"
+  touch "$site/.installed-$(basename "$whl")"
+done
+# The image's `vllm` entry point (after the wheels: pip --target replaces bin/); the engine process is
+# spawned, hence the __main__ guard.
+mkdir -p "$site/bin"
+cat > "$site/bin/vllm" <<'PY'
 #!/usr/bin/env python3
 import sys
 from vllm.entrypoints.cli.main import main
 if __name__ == "__main__":
     sys.exit(main())
 PY
-  chmod +x "$site/bin/vllm"
-  touch "$site/.installed"
-  echo "installed vLLM and $(ls "$store"/deps | wc -l) wheels in $(( $(date +%s) - t0 )) s"
-fi
-if compgen -G "$store/loaders/*.whl" >/dev/null && [[ ! -f $site/.loaders ]]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" "$store"/loaders/*.whl
-  touch "$site/.loaders"
-fi
+chmod +x "$site/bin/vllm"
 export PYTHONPATH=$site:$PWD/operator PATH=$site/bin:$PATH PYTHONUNBUFFERED=1
 echo "ulimit -n soft $(ulimit -Sn) hard $(ulimit -Hn)"
 python3 -c 'import vllm, torch; print("vllm", vllm.__version__, "torch", torch.__version__, torch.cuda.get_device_name())'
@@ -88,6 +97,19 @@ if [[ $variant == users-cold || $variant == users-warm ]]; then
       --label "$variant-$security" --report "$out/$variant-$security.json" --log "$out/$variant-$security.log" || true
   done
   find /var/cache/minimax-claim -maxdepth 3 -printf '%u %m %p\n' | sort | tee "$out/$variant-tree.txt"
+  exit 0
+fi
+if [[ $variant == m1 ]]; then
+  # MiniMax-M1 on this vLLM (VLLM=0.23.0: the last release that serves it): config and tokenizer only,
+  # vLLM's dummy weights; the preset's rendered command otherwise.
+  model=/models/MiniMaxAI/MiniMax-M1-40k
+  rm -rf "$model" && python3 hack/gpu-check/tiny_checkpoint.py "$model" --family m1
+  mkdir -p /var/cache/minimax
+  python3 -c 'import transformers; print("transformers", transformers.__version__)'
+  for start in cold warm; do
+    python3 hack/gpu-check/check.py --preset MiniMax-M1-40k --dummy-weights --label "m1-$vllm-$start" \
+      --report "$out/m1-$vllm-$start.json" --log "$out/m1-$vllm-$start.log" || true
+  done
   exit 0
 fi
 if [[ $variant == thinking ]]; then

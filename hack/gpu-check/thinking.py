@@ -27,6 +27,7 @@ Usage: python3 thinking.py --preset MiniMax-M2.5 --report out.json
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -219,7 +220,8 @@ def main() -> int:
             report["split"] = split_checks(entry["model_id"])
             report["history"] = history_checks(entry["model_id"])
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # it may have exited by itself
+            os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(60)
         except subprocess.TimeoutExpired:

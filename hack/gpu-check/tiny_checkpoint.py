@@ -214,6 +214,71 @@ def config(fp8: bool, vocab: int) -> dict[str, object]:
     return c
 
 
+# MiniMax-M1 (MiniMaxText01: lightning attention layers, then a softmax-attention layer; MoE).
+# Only its config and tokenizer are written: the server runs it with vLLM's `--load-format dummy`,
+# which proves the preset's command, the image's support of the family, the template and the API,
+# not the weight loader. transformers' own `minimax` config type gives every other field its default.
+M1_SPECIAL = ["<begin_of_document>", "<beginning_of_sentence>", "<end_of_sentence>"]
+M1_TEMPLATE = r"""
+{{- '<begin_of_document>' -}}
+{%- if messages and messages[0].role == 'system' -%}{%- set system = messages[0].content -%}
+{%- else -%}{%- set system = 'You are a helpful assistant.' -%}{%- endif -%}
+{{- '<beginning_of_sentence>system ai_setting=assistant\n' + system + '<end_of_sentence>\n' -}}
+{%- for m in messages -%}
+{%- if m.role == 'user' -%}{{- '<beginning_of_sentence>user name=user\n' + m.content + '<end_of_sentence>\n' -}}
+{%- elif m.role == 'assistant' -%}
+{{- '<beginning_of_sentence>ai name=assistant\n' + (m.content or '') + '<end_of_sentence>\n' -}}
+{%- elif m.role == 'tool' -%}
+{{- '<beginning_of_sentence>tool name=tools\n' + m.content + '<end_of_sentence>\n' -}}
+{%- endif -%}
+{%- endfor -%}
+{%- if add_generation_prompt -%}{{- '<beginning_of_sentence>ai name=assistant\n' -}}{%- endif -%}
+"""
+
+
+def m1_files(out: Path) -> None:
+    byte_vocab = {ch: i for i, ch in enumerate(pre_tokenizers.ByteLevel.alphabet())}
+    tok = Tokenizer(models.BPE(vocab=byte_vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(M1_SPECIAL)
+    tok.add_tokens(["<think>", "</think>"])
+    tok.save(str(out / "tokenizer.json"))
+    vocab = int(tok.get_vocab_size())
+    ids = tok.get_vocab()
+    (out / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<beginning_of_sentence>",
+        "eos_token": "<end_of_sentence>", "unk_token": None, "model_max_length": 40960,
+        "clean_up_tokenization_spaces": False, "chat_template": M1_TEMPLATE,
+    }, indent=2))  # fmt: skip
+    config = {
+        "architectures": ["MiniMaxM1ForCausalLM"],
+        "model_type": "minimax",
+        "vocab_size": vocab,
+        "hidden_size": HIDDEN,
+        "intermediate_size": EXPERT_DIM,
+        "num_hidden_layers": 2,
+        "layer_types": ["linear_attention", "full_attention"],
+        "num_attention_heads": HEADS,
+        "num_key_value_heads": 1,
+        "head_dim": HEAD_DIM,
+        "rotary_dim": ROTARY_DIM,
+        "rope_theta": 10000000.0,
+        "max_position_embeddings": 40960,
+        "rms_norm_eps": 1e-5,
+        "hidden_act": "silu",
+        "num_local_experts": EXPERTS,
+        "num_experts_per_tok": TOP_K,
+        "postnorm": True,
+        "tie_word_embeddings": False,
+        "bos_token_id": ids["<beginning_of_sentence>"],
+        "eos_token_id": ids["<end_of_sentence>"],
+        "torch_dtype": "bfloat16",
+    }
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    (out / "generation_config.json").write_text(json.dumps({"eos_token_id": config["eos_token_id"]}))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out", type=Path, help="model folder, e.g. /models/MiniMaxAI/MiniMax-M2.5")
@@ -221,7 +286,14 @@ def main() -> None:
     p.add_argument(
         "--kv-heads", type=int, default=1, help="key/value heads; 2 for tensor parallelism 2 (qk-norm splits them)"
     )
+    p.add_argument("--family", choices=["m2", "m1"], default="m2", help="m1: config and tokenizer only (dummy weights)")
     args = p.parse_args()
+    if args.family == "m1":
+        args.out.mkdir(parents=True, exist_ok=True)
+        m1_files(args.out)
+        (args.out / ".minimax-complete.json").write_text(json.dumps({"revision": "tiny-config", "files": []}))
+        print(f"wrote {args.out} (MiniMax-M1 config and tokenizer; serve with --load-format dummy)")
+        return
     global KV_HEADS
     KV_HEADS = args.kv_heads
     args.out.mkdir(parents=True, exist_ok=True)

@@ -69,7 +69,8 @@ def _m1(name: str, max_len: int) -> Preset:
         name=name,
         repo=f"MiniMaxAI/{name}",
         family="MiniMax-M1",
-        vllm_image="vllm/vllm-openai:v0.10.2",
+        # The last vLLM that serves M1 (0.24.0 removed it); on torch 2.11, run by hack/gpu-check (`m1`).
+        vllm_image="vllm/vllm-openai:v0.23.0",
         vllm_versions=">=0.9.2, <=0.23.0 (later vLLM removed M1)",
         tensor_parallel_size=8,
         disk_gb=920,
