@@ -80,7 +80,9 @@ def test_m25_preset_reaches_ready_and_is_registered(cluster: Cluster, ns: str, o
     header = ["NAME", "MODEL", "TP", "NODES", "PHASE", "READY", "DOWNLOAD", "ENDPOINT", "AGE"]
     assert table.split("\n")[0].split() == header
     assert table.split("\n")[1].split()[1:6] == ["MiniMax-M2.5", "4", "1", "Ready", "True"]
-    cluster.wait_events(ns, "m25", "Downloaded", "Available", "Registered", "Ready")
+    cluster.wait_events(ns, "m25", "Downloaded", "Starting", "Ready")
+    ready = next(e for e in cluster.events(ns, "m25") if e["reason"] == "Ready")["message"]
+    assert "Registered: model_id MiniMax-M2.5 registered in ConfigMap" in ready, ready
 
 
 def test_m1_preset_reaches_ready_on_eight_gpus(cluster: Cluster, ns: str, operator: Operator) -> None:

@@ -274,3 +274,95 @@ def test_lws_uninstalled_after_its_watch_started_says_so() -> None:
     result = reconcile_mmd(kube, deployments)
     assert conditions(kube.object("MiniMaxDeployment", "m25"))["ServerReady"] == ("False", "MultiNodeUnavailable")
     assert result.requeue_after == 60
+
+
+def test_a_models_whole_way_to_ready_costs_fourteen_writes_and_four_events() -> None:
+    """Every write and Event counts at a thousand models (bench/scale.py): this pins the budget.
+
+    Per model, from `kubectl apply` to Ready with an implicit cache: the finalizer, the
+    cache, its claim and Job, two cache statuses, the server and its Service, the ChatOS
+    entry, five statuses of the resource (first sight, cache asked for, download waiting,
+    server starting, Ready). Events: Downloaded (cache and
+    resource), Starting, and one Ready that names what turned True with it.
+    """
+    kube, deployments = deployment_scene()
+    body = kube.object("MiniMaxDeployment", "m25")
+    assert body is not None
+    kube.put({**body, "metadata": {**body["metadata"], "finalizers": []}})  # as `kubectl apply` creates it
+    caches = CacheReconciler(kube, Settings(), clock=clock)  # type: ignore[arg-type]
+    kube.writes.clear()
+
+    def mmd() -> Any:
+        return reconcile_mmd(kube, deployments)
+
+    def cache() -> Any:
+        name = (kube.object("MiniMaxDeployment", "m25") or {})["status"]["cache"]
+        return caches.reconcile(kube.object("MiniMaxModelCache", name) or {})
+
+    mmd()
+    mmd()
+    cache()
+    mmd()
+    cache_name = (kube.object("MiniMaxDeployment", "m25") or {})["status"]["cache"]
+    job = next(iter(kube.stores["Job"].list("ns", {})))
+    labels = {**job["spec"]["template"]["metadata"]["labels"], "job-name": job["metadata"]["name"]}
+    result = {"revision": COMMIT, "path": f"revisions/MiniMaxAI/MiniMax-M2.5/{COMMIT}", "bytesTotal": 100}
+    terminated = {"containerStatuses": [{"state": {"terminated": {"message": json.dumps(result)}}}]}
+    kube.put(
+        {"kind": "Pod", "metadata": {"name": "dl-1", "labels": labels}, "status": {"phase": "Succeeded", **terminated}}
+    )
+    kube.put({**job, "status": {"conditions": [{"type": "Complete", "status": "True"}]}})
+    cache()
+    mmd()
+    dep = kube.object("Deployment", "m25")
+    assert dep is not None
+    kube.put({**dep, "status": {"observedGeneration": dep["metadata"]["generation"], "replicas": 1,
+                                "updatedReplicas": 1, "availableReplicas": 1}})  # fmt: skip
+    cache()
+    mmd()
+    assert (kube.object("MiniMaxDeployment", "m25") or {})["status"]["phase"] == "Ready"
+    assert sorted(kube.writes) == sorted(
+        [
+            ("patch", "MiniMaxDeployment", "m25"),  # the finalizer
+            *[("status", "MiniMaxDeployment", "m25")] * 5,
+            ("create", "MiniMaxModelCache", cache_name),
+            ("apply", "PersistentVolumeClaim", f"{cache_name}-weights"),
+            ("apply", "Job", job["metadata"]["name"]),
+            *[("status", "MiniMaxModelCache", cache_name)] * 2,
+            ("apply", "Deployment", "m25"),
+            ("apply", "Service", "m25"),
+            ("replace", "ConfigMap", "chatos-models"),
+        ]
+    )
+    assert [(t, r) for t, r, _ in kube.events] == [
+        ("Normal", "Downloaded"),
+        ("Normal", "Downloaded"),
+        ("Normal", "Starting"),
+        ("Normal", "Ready"),
+    ]
+    ready = kube.events[-1][2]
+    assert "ServerReady: 1/1 replicas serving" in ready and "Registered: model_id MiniMax-M2.5 registered" in ready
+
+
+def test_events_are_news_only() -> None:
+    """No Event for a condition's first appearance or for waiting on the step before; a fall from True is news."""
+    from minimax_operator.controllers.base import Base
+    from minimax_operator.render import status as st
+
+    kube = FakeKube()
+    base = Base(kube, Settings(), clock=clock)  # type: ignore[arg-type]
+    body = {"metadata": {"name": "m", "namespace": "ns"}}
+
+    def events(old: list[tuple[str, str, str]], new: list[st.Cond]) -> list[tuple[str, str]]:
+        kube.events.clear()
+        base._events(body, {"conditions": [{"type": t, "status": s, "reason": r} for t, s, r in old]}, new)
+        return [(t, r) for t, r, _ in kube.events]
+
+    assert events([], [st.true("InUse", "Serving"), st.false("Ready", "Pending")]) == []
+    assert events([], [st.false("WeightsReady", "QuotaExceeded", "no room")]) == [("Warning", "QuotaExceeded")]
+    waiting = [("ServerReady", "Unknown", "WaitingForWeights")]
+    assert events(waiting, [st.false("ServerReady", "WaitingForWeights")]) == []
+    assert events([("ServerReady", "True", "Available")], [st.false("ServerReady", "WaitingForWeights")]) == [
+        ("Normal", "WaitingForWeights")
+    ]
+    assert events(waiting, [st.false("ServerReady", "Starting")]) == [("Normal", "Starting")]

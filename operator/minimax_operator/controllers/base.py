@@ -119,14 +119,39 @@ class Base:
         return True
 
     def _events(self, body: Obj, old: Obj, conds: list[st.Cond]) -> None:
-        """A Normal or Warning Event per condition that changed, as `kubectl describe` shows them."""
+        """A Normal or Warning Event per condition that changed, as `kubectl describe` shows them.
+
+        Only news: a Warning always; a Normal one not for a condition seen for the first
+        time, nor for one that only waits for the step before it (st.WAITING_REASONS) unless it
+        fell from True; and when Ready turns True, one Ready Event that names the conditions
+        that turned True with it. At a thousand models every Event is a write.
+        """
+        before = {c.get("type"): c.get("status") for c in old.get("conditions") or []}
+        news = []
         for c in st.transitions(old.get("conditions") or [], conds):
-            if c.type == "Ready" and c.status != "True":
-                continue  # Ready repeats the condition that explains it, which has its own Event
-            kind = "Warning" if c.status == "False" and (c.failed or c.reason in st.WARNING_REASONS) else "Normal"
-            meta = body["metadata"]
+            warning = c.status == "False" and (c.failed or c.reason in st.WARNING_REASONS)
+            if not warning:
+                if c.type == "Ready" and c.status != "True":
+                    continue  # Ready repeats the condition that explains it, which has its own Event
+                if c.type not in before:
+                    continue
+                if c.reason in st.WAITING_REASONS and c.status != "True" and before[c.type] != "True":
+                    continue
+            news.append((c, warning))
+        if any(c.type == "Ready" and c.status == "True" for c, _ in news):
+            with_ready = [c for c, warning in news if c.type != "Ready" and c.status == "True"]
+            news = [(c, w) for c, w in news if c not in with_ready]
+            news = [
+                (st.true("Ready", c.reason, "; ".join([c.message, *(f"{o.type}: {o.message}" for o in with_ready)])), w)
+                if c.type == "Ready"
+                else (c, w)
+                for c, w in news
+            ]
+        meta = body["metadata"]
+        for c, warning in news:
             log.info("%s/%s %s=%s %s: %s", meta["namespace"], meta["name"], c.type, c.status, c.reason, c.message)
-            self.kube.event(body, kind, c.reason, f"{c.type}={c.status}: {c.message}" if c.message else c.type)
+            message = f"{c.type}={c.status}: {c.message}" if c.message else c.type
+            self.kube.event(body, "Warning" if warning else "Normal", c.reason, message)
 
     # ---- acting -----------------------------------------------------------------------------
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
+import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
@@ -25,6 +28,8 @@ from ..runtime.metrics import WRITES
 
 Obj = dict[str, Any]
 Key = tuple[str, str]
+#: An edit of one key's text and the owners annotation; None for the text: nothing to change.
+Change = Callable[[str | None, dict[str, str]], tuple[str | None, dict[str, str]]]
 
 
 class ConfigMapMissing(Exception):
@@ -49,6 +54,8 @@ class Registrar:
         self.uses = uses
         #: Told which ConfigMap is about to be read, so that it is watched (and read from its store).
         self.watch = watch
+        self._guard = threading.Lock()
+        self._groups: dict[Key, _GroupCommit] = {}
 
     def target(self, body: Obj, spec: MiniMaxDeploymentSpec) -> Obj:
         ref = spec.chatos.configMapRef
@@ -140,42 +147,67 @@ class Registrar:
     def _edit_configmap(
         self,
         target: Obj,
-        change: Callable[[str | None, dict[str, str]], tuple[str | None, dict[str, str]]],
+        change: Change,
         create: bool,
         live: bool = False,
     ) -> None:
         """Read-modify-write with the resourceVersion read: concurrent writers never lose entries.
 
         The first read may come from the store (a resync that changes nothing reads
-        nothing); after a conflict, and whenever `live`, from the API.
+        nothing); after a conflict, and whenever `live`, from the API. Edits of one
+        ConfigMap made at the same time by several workers go out as one write
+        (_GroupCommit): a burst of models becoming ready rewrites the whole models.json
+        once per batch, not once per model, and our own workers no longer conflict.
         """
         if not live:
             self.watch(target["namespace"], target["configMap"])
+        with self._guard:
+            key = (target["namespace"], target["configMap"])
+            group = self._groups.get(key)
+            if group is None:
+                group = self._groups[key] = _GroupCommit(functools.partial(self._commit, *key))
+        group.submit(_Edit(target["key"], change, create, live))
+
+    def _commit(self, namespace: str, name: str, edits: list[_Edit]) -> None:
+        """One read-modify-write carrying every edit; each edit's own refusal goes to its caller only."""
+        live = any(e.live for e in edits)
         for _ in range(20):
-            cm = copy.deepcopy(self.kube.get("ConfigMap", target["namespace"], target["configMap"], live=live))
+            for e in edits:
+                e.error = None
+            cm = copy.deepcopy(self.kube.get("ConfigMap", namespace, name, live=live))
             if cm is None:
-                if not create:
-                    raise ConfigMapMissing(
-                        f"spec.chatos.configMapRef: ConfigMap {target['namespace']}/{target['configMap']} does not "
-                        "exist (the operator creates it only when started with --create-chatos-configmap)"
-                    )
-                cm = {
-                    "apiVersion": "v1",
-                    "kind": "ConfigMap",
-                    "metadata": {"name": target["configMap"], "namespace": target["namespace"]},
-                    "data": {},
-                }
+                missing = ConfigMapMissing(
+                    f"spec.chatos.configMapRef: ConfigMap {namespace}/{name} does not "
+                    "exist (the operator creates it only when started with --create-chatos-configmap)"
+                )
+                for e in edits:
+                    if not e.create:
+                        e.error = missing
+                if all(e.error is not None for e in edits):
+                    return
+                cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": namespace}}
             annotations = cm["metadata"].setdefault("annotations", {}) or {}
             cm["metadata"]["annotations"] = annotations
             owners = chatos.parse_owners(annotations.get(OWNERS_ANNOTATION))
             data = cm.get("data") or {}
-            text, new_owners = change(data.get(target["key"]), owners)
-            if text is None:
+            changed = False
+            for e in edits:
+                if e.error is not None:
+                    continue
+                try:
+                    text, new_owners = e.change(data.get(e.key), owners)
+                except (chatos.ModelIdTaken, chatos.ChatOSConfigError) as err:
+                    e.error = err
+                    continue
+                if text is not None:
+                    data[e.key] = text
+                    owners = new_owners
+                    changed = True
+            if not changed:
                 return
-            data[target["key"]] = text
             cm["data"] = data
-            if new_owners:
-                annotations[OWNERS_ANNOTATION] = chatos.dump_owners(new_owners)
+            if owners:
+                annotations[OWNERS_ANNOTATION] = chatos.dump_owners(owners)
             else:
                 annotations.pop(OWNERS_ANNOTATION, None)
             try:
@@ -186,6 +218,66 @@ class Registrar:
                 WRITES.labels(kind="ConfigMap").inc()
                 return
             except Conflict:
-                live = True  # someone else wrote in between: read again and redo the change
+                live = True  # someone else wrote in between: read again and redo the changes
                 continue
-        raise RuntimeError(f"ConfigMap {target['namespace']}/{target['configMap']} kept changing; will retry")
+        raise RuntimeError(f"ConfigMap {namespace}/{name} kept changing; will retry")
+
+
+@dataclass
+class _Edit:
+    """One caller's change to one key of a ConfigMap, and how it ended."""
+
+    key: str
+    change: Change
+    create: bool
+    live: bool
+    error: BaseException | None = None
+    #: Set when the edit is written (or refused), or when its caller is to write the next batch.
+    woken: threading.Event = field(default_factory=threading.Event)
+    lead: bool = False
+
+
+class _GroupCommit:
+    """Group commit for one ConfigMap: one caller at a time writes every edit waiting, the others wait.
+
+    Written here rather than taken from a library: it is a dozen lines around the
+    read-modify-write above, and the point is that the batch is one request with
+    the resourceVersion read. The caller that finds no write in flight leads: it
+    writes its batch, then hands the lead to the first edit that arrived meanwhile
+    (so no caller writes other callers' batches for ever) and wakes the rest.
+    """
+
+    def __init__(self, commit: Callable[[list[_Edit]], None]):
+        self._commit = commit
+        self._lock = threading.Lock()
+        self._queue: list[_Edit] = []
+        self._busy = False
+
+    def submit(self, edit: _Edit) -> None:
+        """Returns once the edit is written (or raises its refusal, or the batch's failure)."""
+        with self._lock:
+            self._queue.append(edit)
+            lead = not self._busy
+            self._busy = True
+        if not lead:
+            edit.woken.wait()
+        if lead or edit.lead:
+            with self._lock:
+                batch, self._queue = self._queue, []
+            try:
+                self._commit(batch)
+            except Exception as e:  # the write itself failed: every edit of the batch failed with it
+                for other in batch:
+                    other.error = e
+            finally:
+                with self._lock:
+                    if self._queue:
+                        self._queue[0].lead = True
+                        self._queue[0].woken.set()
+                    else:
+                        self._busy = False
+                for other in batch:
+                    if other is not edit:
+                        other.woken.set()
+        if edit.error is not None:
+            raise edit.error

@@ -21,7 +21,15 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from ..api.names import CACHE_KIND, COMPONENT_DOWNLOAD, CREATED_FOR_ANNOTATION, FINALIZER, LWS_KIND, OWNER_LABEL
+from ..api.names import (
+    CACHE_KIND,
+    COMPONENT_DOWNLOAD,
+    CREATED_FOR_ANNOTATION,
+    FINALIZER,
+    IMPLICIT_LABEL,
+    LWS_KIND,
+    OWNER_LABEL,
+)
 from ..api.presets import PRESETS
 from ..api.v1alpha1 import MiniMaxDeploymentSpec, MiniMaxModelCacheSpec
 from ..model import quota
@@ -128,9 +136,12 @@ class CacheReconciler(Base):
             for key in ("commit", "path", "commits", "compileFolders"):
                 if old.get(key):
                     new[key] = old[key]
-        if not old:
+        implicit = (meta.get("labels") or {}).get(IMPLICIT_LABEL) == "true"
+        if not old and not implicit:
             # First sight: say so at once (no Event: nothing happened yet), then do the work
-            # behind other new resources.
+            # behind other new resources. Not for a cache a MiniMaxDeployment created: its user
+            # reads the resource's status, which said so already; two writes a model saved (this
+            # one, and the resource's copy of it).
             first = [st.unknown("Ready", "Pending", "checking names, quota and storage"), in_use]
             new["conditions"] = st.merge([], first, gen, iso(self.clock()))
             new["phase"] = "Pending"

@@ -114,6 +114,11 @@ def ready_condition(parts: list[Cond]) -> Cond:
     return true("Ready", "Ready", "serving and registered")
 
 
+#: Reasons that say only that a condition waits for the step before it (checks, the weights, the
+#: server): entering one is no news, and gets no Event (controllers/base.py).
+WAITING_REASONS = frozenset({"Pending", "WaitingForWeights", "WaitingForServer"})
+
+
 #: Reasons of a cache's Ready (and so of a resource's WeightsReady) while its download pod runs or
 #: has run: the phase is Downloading. Any other reason before the weights are verified (the pod
 #: not scheduled yet, the quota full, the claim not found) is Pending, for both kinds alike.
