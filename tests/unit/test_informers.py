@@ -104,3 +104,26 @@ def test_named_indexes_follow_every_version_of_an_object() -> None:
     assert [o["metadata"]["name"] for o in s.indexed("cache", "ns", "c2")] == ["b"]
     s.remove("ns", "a")
     assert s.indexed("cache", "ns", "c1") == [] and s.indexed("cache", "other", "c2") == []
+
+
+def test_stored_objects_share_their_repeated_strings() -> None:
+    """A thousand models keep thousands of objects: each parsed on its own would hold its own copy of
+    every key and repeated value (bench/scale.py's RSS); after strip they are one string each."""
+    import json
+
+    text = json.dumps(
+        {
+            "kind": "Deployment",
+            "metadata": {"name": "m1", "namespace": "team-a", "labels": {"app.kubernetes.io/name": "vllm"}},
+            "spec": {"template": {"spec": {"containers": [{"image": "vllm/vllm-openai:v0.20.2", "args": ["--x"]}]}}},
+            "status": {"message": "x" * 500},
+        }
+    )
+    a, b = strip(json.loads(text)), strip(json.loads(text))
+    assert a == b == json.loads(text)
+    assert a["metadata"]["namespace"] is b["metadata"]["namespace"]
+    container_a = a["spec"]["template"]["spec"]["containers"][0]
+    container_b = b["spec"]["template"]["spec"]["containers"][0]
+    assert container_a["image"] is container_b["image"]
+    assert next(iter(container_a)) is next(iter(container_b))  # the keys too
+    assert a["status"]["message"] is not b["status"]["message"]  # long, rarely repeated: left alone
