@@ -78,22 +78,23 @@ LAYOUTS: dict[str, dict[str, Any]] = {
 CLAIM_CACHE = Path("/var/cache/minimax-claim")
 
 
-def rendered_layout(preset: str, layout: str) -> tuple[list[tuple[dict[str, Any], dict[str, str]]], dict[str, Any]]:
+def rendered_layout(
+    preset: str, layout: str
+) -> tuple[list[tuple[dict[str, Any], dict[str, str], dict[str, Any]]], dict[str, Any]]:
     """The processes of a two-GPU layout, as the operator renders them: (container, env LWS and the
-    GPU plugin would add) for each pod, and the ChatOS entry."""
+    GPU plugin would add, pod spec) for each pod, and the ChatOS entry."""
     doc = {"apiVersion": "minimax.chatos.io/v1alpha1", "kind": "MiniMaxDeployment", "metadata": {"name": "check"}}
     doc["spec"] = {"model": preset, **LAYOUTS[layout]}
     r = resolve("check", "default", MiniMaxDeployment.model_validate(doc).spec, {})
     obj = render_server.server(r, None)
     if obj["kind"] == "Deployment":
-        return [
-            (obj["spec"]["template"]["spec"]["containers"][0], {"CUDA_VISIBLE_DEVICES": "0,1"})
-        ], chatos.chatos_entry(r)
+        pod = obj["spec"]["template"]["spec"]
+        return [(pod["containers"][0], {"CUDA_VISIBLE_DEVICES": "0,1"}, pod)], chatos.chatos_entry(r)
     group = obj["spec"]["leaderWorkerTemplate"]
     pods = []
     for rank, template in enumerate((group["leaderTemplate"], group["workerTemplate"])):
         lws = {"LWS_LEADER_ADDRESS": "localhost", "LWS_GROUP_SIZE": str(group["size"]), "LWS_WORKER_INDEX": str(rank)}
-        pods.append((template["spec"]["containers"][0], {**lws, "CUDA_VISIBLE_DEVICES": str(rank)}))
+        pods.append((template["spec"]["containers"][0], {**lws, "CUDA_VISIBLE_DEVICES": str(rank)}, template["spec"]))
     return pods, chatos.chatos_entry(r)
 
 
@@ -109,6 +110,22 @@ def mounted_env(container: dict[str, Any]) -> dict[str, str]:
         folder.chmod(0o1777)  # as the download Job prepares it (download/job.py prepare_compile_folder)
         env = {k: v.replace(render_server.COMPILE_DIR, str(folder)) for k, v in env.items()}
     return env
+
+
+def as_pod_mounts(pod: dict[str, Any], argv: list[str]) -> list[str]:
+    """The pod's mounts that a process on the host lacks: /dev/shm as a memory-backed folder of the
+    rendered size (NCCL and the engine's shared memory live there), the weights read-only. In a
+    mount namespace of the process's own (`unshare`), so the host's /dev/shm and /models stay as
+    they are."""
+    shm = next((v["emptyDir"].get("sizeLimit") for v in pod.get("volumes") or [] if v.get("name") == "dshm"), None)
+    if not shm:
+        return argv
+    size = shm.replace("Gi", "g").replace("Mi", "m").replace("G", "g").replace("M", "m")
+    script = (
+        f"mount -t tmpfs -o size={size},mode=1777 tmpfs /dev/shm && "
+        'mount --bind /models /models && mount -o remount,bind,ro /models && exec "$@"'
+    )
+    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh", *argv]
 
 
 def as_pod_user(pod: dict[str, Any], container: dict[str, Any], argv: list[str], env: dict[str, str]) -> list[str]:
@@ -142,8 +159,8 @@ def run_layout(args: argparse.Namespace) -> int:
     report: dict[str, Any] = {"preset": args.preset, "label": args.label, "layout": args.layout, "pods": []}
     procs = []
     t0 = time.monotonic()
-    for i, (container, extra) in enumerate(reversed(pods)):  # workers first, as LWS may start them
-        argv = [*container["command"], *small_context(container["args"])]
+    for i, (container, extra, pod) in enumerate(reversed(pods)):  # workers first, as LWS may start them
+        argv = as_pod_mounts(pod, [*container["command"], *small_context(container["args"])])
         env = {**os.environ, **mounted_env(container), **extra}
         path = log_path.with_suffix(f".pod{len(pods) - 1 - i}.log")
         with path.open("wb") as log:
@@ -322,6 +339,12 @@ def main() -> int:
         env = {**os.environ, **mounted_env(container)}
     else:
         env = {**os.environ, **{e["name"]: e["value"] for e in container.get("env") or [] if "value" in e}}
+    pod = render_server.deployment(
+        resolve("check", "default", MiniMaxDeployment.model_validate({
+            "apiVersion": "minimax.chatos.io/v1alpha1", "kind": "MiniMaxDeployment", "metadata": {"name": "check"},
+            "spec": {"model": args.preset}}).spec, {}),
+        None,
+    )["spec"]["template"]["spec"]  # fmt: skip
     if args.pod_security:
         pod = render_server.deployment(
             resolve("check", "default", MiniMaxDeployment.model_validate({
@@ -330,6 +353,7 @@ def main() -> int:
             None,
         )["spec"]["template"]["spec"]  # fmt: skip
         argv = as_pod_user(pod, container, argv, env)
+    argv = as_pod_mounts(pod, argv)  # outermost: mounts as root, then the pod's user
     log_path = args.log or args.report.with_suffix(".log")
     report: dict[str, Any] = {
         "preset": args.preset,

@@ -112,6 +112,19 @@ if [[ $variant == m1 ]]; then
   done
   exit 0
 fi
+if [[ $variant == pod-mounts ]]; then
+  # The pod's mounts (check.py as_pod_mounts: /dev/shm a tmpfs of the rendered size, the weights read-only)
+  # at TP 1 and, on two GPUs, TP 2 on one node (NCCL's shared memory in that /dev/shm).
+  python3 hack/gpu-check/tiny_checkpoint.py "$model" --kv-heads 2
+  rm -rf /var/cache/minimax /var/cache/minimax-claim && mkdir -p /var/cache/minimax
+  python3 hack/gpu-check/check.py --preset "$preset" --label pod-mounts-tp1 \
+    --report "$out/pod-mounts-tp1.json" --log "$out/pod-mounts-tp1.log" || true
+  if [[ $(nvidia-smi -L | wc -l) -ge 2 ]]; then
+    python3 hack/gpu-check/check.py --preset "$preset" --layout one-node-tp2 --label pod-mounts-tp2 \
+      --report "$out/pod-mounts-tp2.json" --log "$out/pod-mounts-tp2.log" || true
+  fi
+  exit 0
+fi
 if [[ $variant == thinking ]]; then
   python3 hack/gpu-check/tiny_checkpoint.py "$model"
   mkdir -p /var/cache/minimax
