@@ -123,7 +123,7 @@ def as_pod_mounts(pod: dict[str, Any], argv: list[str]) -> list[str]:
     size = shm.replace("Gi", "g").replace("Mi", "m").replace("G", "g").replace("M", "m")
     script = (
         f"mount -t tmpfs -o size={size},mode=1777 tmpfs /dev/shm && "
-        'mount --bind /models /models && mount -o remount,bind,ro /models && exec "$@"'
+        'mount --bind /models /models && mount -o remount,bind,ro /models && df -h /dev/shm /models && exec "$@"'
     )
     return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh", *argv]
 
