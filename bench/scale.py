@@ -19,7 +19,9 @@ range wide enough for thousands of Services:
 
 Ends with one line per N, the last for the largest N:
   n= ratio_to_floor= first_status_p50_s= first_status_p99_s= idle_reads_per_min=
-  idle_writes_per_min= rss_mib= idle_cpu_pct=
+  idle_writes_per_min= rss_mib= idle_cpu_pct= writes_per_model=
+(writes_per_model: the operator's writes from `kubectl apply` to all Ready, over N: creates,
+applies, status writes and Events.)
 (idle_*_per_min exclude the Lease renewals of leader election, printed as lease_per_min.)
 
 Usage: .venv/bin/python -m bench.scale [--n 1000 ...] [--idle-seconds 180] [--kubeconfig PATH]
@@ -336,9 +338,11 @@ def measure(
             }
             for i in range(n)
         ]
+        busy0 = dispatched(cluster)
         t0 = time.monotonic()
         apply(cluster, docs, "-n", ns)
         wait_for(lambda: len(rec.ready) == n, 3600, what="all Ready", interval=1)
+        busy1 = dispatched(cluster)
         t_ready = max(rec.ready.values()) - t0
         first = [rec.first_status[k] - rec.created[k] for k in rec.created if k in rec.first_status]
         print(f"n={n}: all Ready after {t_ready:.1f} s", flush=True)
@@ -364,6 +368,13 @@ def measure(
             "floor_s": round(t_floor, 1),
             "all_ready_s": round(t_ready, 1),
             "lease_per_min": round(rate("bench-operator-lease"), 1),
+            # Requests per model on the way to Ready (creates, applies, status writes, Events; reads apart).
+            "writes_per_model": round(
+                (busy1.get("bench-operator-writes", 0.0) - busy0.get("bench-operator-writes", 0.0)) / n, 1
+            ),
+            "reads_per_model": round(
+                (busy1.get("bench-operator-reads", 0.0) - busy0.get("bench-operator-reads", 0.0)) / n, 1
+            ),
         }
     finally:
         op.terminate()
@@ -392,6 +403,7 @@ MAIN_KEYS = (
     "idle_writes_per_min",
     "rss_mib",
     "idle_cpu_pct",
+    "writes_per_model",
 )
 
 

@@ -186,6 +186,17 @@ def test_a_single_node_server_is_unchanged_by_layouts() -> None:
     assert "leaderworkerset.sigs.k8s.io/worker-index" not in render_server.service(rr, OWNER)["spec"]["selector"]
 
 
+def test_servers_of_different_layouts_on_one_node_never_share_a_compile_folder() -> None:
+    def folder(**kw: object) -> str:
+        c = container(render_server.server(r(**kw), OWNER))
+        return str(next(m for m in c["volumeMounts"] if m["mountPath"] == render_server.COMPILE_DIR)["subPath"])
+
+    preset = folder()  # TP 4, the preset's: the folder of earlier releases (no roll on upgrade)
+    assert folder(tensorParallelSize=4) == preset == render_server.compile_folder(r().image)
+    assert folder(tensorParallelSize=8, expertParallel=True) == f"{preset}@tp8-ep"
+    assert folder(tensorParallelSize=2, gpu={"perNode": 8, "memoryGiB": 141}) == f"{preset}@tp2"
+
+
 def test_data_parallel_engines_share_one_pod_and_its_gpus() -> None:
     rr = r(tensorParallelSize=1, dataParallelSize=8, expertParallel=True)
     c = container(render_server.server(rr, OWNER))

@@ -462,15 +462,18 @@ class Reconciler(Base):
         return self.watch_kind(kind) if self.watch_kind else False
 
     def _retire_named(self, kind: str, r: Resolved, owner: Owner, name: str) -> None:
-        """Delete an object of ours that is no longer wanted; looked up in the stores (no request when absent)."""
+        """Delete an object of ours that is no longer wanted; looked up in the stores (no request when absent).
+
+        An add-on's objects of ours are in its store: its watch starts at the operator's start when the
+        API is installed, and before this operator creates any (_installed, Informers.watch_kind). Without
+        stores (a client of its own), only the core kinds are looked up.
+        """
         stores = self.kube.stores
         if stores is not None:
-            # An add-on's objects of ours are in its store: its watch starts at the operator's start when
-            # the API is installed, and before this operator creates any (_installed).
             if kind not in stores:
                 return
             old = stores[kind].get(r.namespace, name)
-        elif kind == "Service":
+        elif kind in ("Service", "Deployment"):
             old = self.kube.get(kind, r.namespace, name)
         else:
             return
@@ -540,20 +543,8 @@ class Reconciler(Base):
         return server.condition(dep, replicas, r.served_model_name, pods)
 
     def _retire(self, r: Resolved, owner: Owner, kind: str) -> None:
-        """The server of the layout this resource had before (one node, or several), if it is ours.
-
-        Looked up in the stores only (ours are all there: the LeaderWorkerSet informer runs from before
-        any of ours was created, Informers.start and watch_kind): a steady state costs no request.
-        """
-        name = render.group_name(r) if kind == LWS_KIND else r.name
-        stores = self.kube.stores
-        if stores is None:
-            old = None if kind == LWS_KIND else self.kube.get(kind, r.namespace, name)
-        else:
-            old = stores[kind].get(r.namespace, name) if kind in stores else None
-        if old is not None and controlled_by(old, owner):
-            self.kube.delete(kind, r.namespace, name)
-            WRITES.labels(kind=kind).inc()
+        """The server of the layout this resource had before (one node, or several), if it is ours."""
+        self._retire_named(kind, r, owner, render.group_name(r) if kind == LWS_KIND else r.name)
 
 
 def _weights_of(cache_name: str, cache: Obj) -> WeightsSource | None:

@@ -62,16 +62,20 @@ def _meta(r: Resolved, name: str, owner: Owner | None, component: str | None) ->
 def compile_subpath(r: Resolved) -> str | None:
     """The server's compile-cache folder on the claim, or None where the claim cannot be written (ReadOnlyMany).
 
-    Per image, and per layout beyond one node's tensor parallelism: vLLM's compiled kernels hold the
-    device and rank they were built for (a worker started on a cache a single-node TP 2 run filled
-    died with `invalid device ordinal`, hack/gpu-check). A single-node layout keeps the folder of
-    releases before layouts (a new folder would roll every server on upgrade).
+    Per image and per layout: vLLM's compiled kernels hold the device and rank they were built for
+    (a worker started on a cache a single-node TP 2 run filled died with `invalid device ordinal`,
+    hack/gpu-check), so servers of different layouts never share a folder. The preset's own layout
+    on one node (its tensor parallelism, no expert parallelism; TP 1 for a model without a preset)
+    keeps the folder of releases before layouts: a new name would roll every such server on upgrade.
     """
     if r.claim_access_mode == "ReadOnlyMany":
         return None
     lay = r.layout
     if lay.pipeline == 1 and lay.data == 1 and not lay.multi_node:
-        return compile_folder(r.image)
+        default_tp = r.preset.tensor_parallel_size if r.preset else 1
+        if lay.tensor == default_tp and not r.expert_parallel:
+            return compile_folder(r.image)
+        return f"{compile_folder(r.image)}@tp{lay.tensor}{'-ep' if r.expert_parallel else ''}"
     data = f"-dp{lay.data}" if lay.data > 1 else ""
     return f"{compile_folder(r.image)}@tp{lay.tensor}-pp{lay.pipeline}{data}-nodes{lay.nodes}"
 
