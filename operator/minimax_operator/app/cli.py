@@ -145,11 +145,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..runtime.client import load_client
     from ..runtime.health import serve_health
     from ..runtime.leader import Elector, LeaseNamespaceMissing, default_namespace
-    from ..runtime.process import cap_malloc_arenas
     from .kopf_handlers import register
     from .operator import build
-
-    cap_malloc_arenas()  # before any thread
 
     kopf.configure(
         verbose=args.log_level == "debug",
