@@ -127,3 +127,25 @@ def test_stored_objects_share_their_repeated_strings() -> None:
     assert container_a["image"] is container_b["image"]
     assert next(iter(container_a)) is next(iter(container_b))  # the keys too
     assert a["status"]["message"] is not b["status"]["message"]  # long, rarely repeated: left alone
+
+
+def test_kopf_keeps_no_copy_of_the_spec_on_our_resources() -> None:
+    """kopf's default diff-base wrote the spec into an annotation of every resource and cache (three writes a
+    model); our handlers never compare with it. Objects of earlier releases carry it: the stores drop it."""
+    import kopf
+
+    from minimax_operator.app.kopf_handlers import NoDiffBase
+
+    body = kopf.Body({"metadata": {"name": "m", "annotations": {}}, "spec": {"model": "MiniMax-M2.5"}})
+    patch = kopf.Patch()
+    storage = NoDiffBase()
+    storage.store(body=body, patch=patch, essence=storage.build(body=body))
+    assert not patch and storage.fetch(body=body) is None
+    old = {
+        "kind": "MiniMaxDeployment",
+        "metadata": {
+            "name": "m",
+            "annotations": {"minimax.chatos.io/last-handled-configuration": '{"spec": {}}', "team": "a"},
+        },
+    }
+    assert strip(old)["metadata"]["annotations"] == {"team": "a"}

@@ -36,7 +36,7 @@ class Watch(Enum):
 
 
 def strip(obj: Obj) -> Obj:
-    """Drop what no reconcile reads (managedFields, kubectl's last-applied copy); share repeated strings.
+    """Drop what no reconcile reads (managedFields, kubectl's and kopf's copies); share repeated strings.
 
     A thousand models keep some 8,000 objects in the stores, each parsed on its own: every
     key ("metadata", "containers", ...) and every repeated value (namespace, image, labels)
@@ -49,6 +49,8 @@ def strip(obj: Obj) -> Obj:
         annotations = meta.get("annotations")
         if annotations:
             annotations.pop("kubectl.kubernetes.io/last-applied-configuration", None)
+            for key in [k for k in annotations if k.endswith("/last-handled-configuration")]:
+                del annotations[key]  # kopf's copy of the spec, on objects of earlier releases
     shared: Obj = _shared(obj)
     return shared
 
