@@ -239,6 +239,16 @@ def stream(body: dict[str, Any]) -> tuple[int, dict[str, str], list[str]]:
         return r.status, fields, sorted(seen)
 
 
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop the server's process group (SIGTERM, then SIGKILL after 60 s); it may have exited by itself."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
 def wait_health(proc: subprocess.Popen[bytes], timeout: float) -> dict[str, Any]:
     """Seconds to /health 200, and what the port answered before (refused, or an HTTP status)."""
     t0 = time.monotonic()
@@ -372,12 +382,7 @@ def main() -> int:
             report.update(chat_checks(entry["model_id"]))
             report["models_id_is_chatos_model_id"] = report["models"]["ids"] == [entry["model_id"]]
     finally:
-        with contextlib.suppress(ProcessLookupError):  # it may have exited by itself
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop(proc)
         report["wall_seconds"] = round(time.monotonic() - t0, 1)
         text = log_path.read_text(errors="replace")
         report["log_warnings"] = [

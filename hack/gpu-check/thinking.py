@@ -27,17 +27,15 @@ Usage: python3 thinking.py --preset MiniMax-M2.5 --report out.json
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from check import BASE, TOOLS, call, one_gpu, rendered, wait_health
+from check import BASE, TOOLS, call, one_gpu, rendered, stop, wait_health
 
 THOUGHT = "Let me think."
 ANSWER = "The answer is 4."
@@ -220,12 +218,7 @@ def main() -> int:
             report["split"] = split_checks(entry["model_id"])
             report["history"] = history_checks(entry["model_id"])
     finally:
-        with contextlib.suppress(ProcessLookupError):  # it may have exited by itself
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop(proc)
         report["wall_seconds"] = round(time.monotonic() - t0, 1)
         args.report.write_text(json.dumps(report, indent=2))
     summary = {

@@ -96,14 +96,20 @@ CHAT_TEMPLATE = r"""
 """
 
 
-def tokenizer(out: Path) -> int:
-    """Byte-level tokenizer: 256 byte tokens, the special tokens, then a few merges-free fillers."""
+def byte_tokenizer(special: list[str], added: list[str]) -> Tokenizer:
+    """256 byte tokens without merges, then the family's special tokens, then plain added tokens."""
     byte_vocab = {ch: i for i, ch in enumerate(pre_tokenizers.ByteLevel.alphabet())}
     tok = Tokenizer(models.BPE(vocab=byte_vocab, merges=[]))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.add_special_tokens(SPECIAL)
-    tok.add_tokens(TAGS)
+    tok.add_special_tokens(special)
+    tok.add_tokens(added)
+    return tok
+
+
+def tokenizer(out: Path) -> int:
+    """Byte-level tokenizer: 256 byte tokens, the special tokens, then a few merges-free fillers."""
+    tok = byte_tokenizer(SPECIAL, TAGS)
     tok.save(str(out / "tokenizer.json"))
     config = {
         "tokenizer_class": "PreTrainedTokenizerFast",
@@ -237,12 +243,7 @@ M1_TEMPLATE = r"""
 
 
 def m1_files(out: Path) -> None:
-    byte_vocab = {ch: i for i, ch in enumerate(pre_tokenizers.ByteLevel.alphabet())}
-    tok = Tokenizer(models.BPE(vocab=byte_vocab, merges=[]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.add_special_tokens(M1_SPECIAL)
-    tok.add_tokens(["<think>", "</think>"])
+    tok = byte_tokenizer(M1_SPECIAL, ["<think>", "</think>"])
     tok.save(str(out / "tokenizer.json"))
     vocab = int(tok.get_vocab_size())
     ids = tok.get_vocab()
