@@ -190,12 +190,15 @@ def run_layout(args: argparse.Namespace) -> int:
 
 
 def one_gpu(args: list[str]) -> list[str]:
+    """The rendered args on one GPU: TP 1, no pipeline stages (M3's default layout has two), short context."""
     out = list(args)
     for flag, value in (("--tensor-parallel-size", "1"), ("--max-model-len", "4096")):
         if flag in out:
             out[out.index(flag) + 1] = value
         else:
             out += [flag, value]
+    if "--pipeline-parallel-size" in out:
+        out[out.index("--pipeline-parallel-size") + 1] = "1"
     return out
 
 

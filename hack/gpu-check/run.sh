@@ -10,6 +10,8 @@
 #                                          runai); the first call also generates it and measures the disk
 #   hack/gpu-check/run.sh thinking [PRESET]   the reasoning/answer split with forced output (streaming or not, tools
 #                                          or not) and earlier thinking sent back in each field (thinking.py)
+#   VLLM=0.23.0 hack/gpu-check/run.sh m1    MiniMax-M1 (config and tokenizer, vLLM's dummy weights), cold and warm
+#   VLLM=0.24.0 hack/gpu-check/run.sh m3 [MiniMax-M3|MiniMax-M3-MXFP8]   MiniMax-M3 the same way
 #   hack/gpu-check/run.sh multinode [PRESET] on two GPUs: one node TP 2 (the Deployment), then two
 #                                          "nodes" of one GPU each, TP and PP (the LeaderWorkerSet's
 #                                          leader and worker containers as two processes)
@@ -40,8 +42,10 @@ if [[ ! -f $site/.installed ]]; then
   touch "$site/.installed"
   echo "installed vLLM and $(ls "$store"/deps | wc -l) wheels in $(( $(date +%s) - t0 )) s"
 fi
-for whl in "$store"/loaders/*.whl; do  # extra wheels carried in .gpu/loaders, each installed once
+for whl in "$store"/loaders/*.whl; do  # extra wheels carried in .gpu/loaders, each installed once,
+  # and only where this vLLM's parts lack the package (0.24.0's carry a newer humming-kernels)
   [[ -f $whl && ! -f $site/.installed-$(basename "$whl") ]] || continue
+  whl_name=$(basename "$whl"); compgen -G "$site/${whl_name%%-*}-*.dist-info" >/dev/null && continue
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" --upgrade "$whl"
   touch "$site/.installed-$(basename "$whl")"
 done
@@ -109,6 +113,23 @@ if [[ $variant == m1 ]]; then
   for start in cold warm; do
     python3 hack/gpu-check/check.py --preset MiniMax-M1-40k --dummy-weights --label "m1-$vllm-$start" \
       --report "$out/m1-$vllm-$start.json" --log "$out/m1-$vllm-$start.log" || true
+  done
+  exit 0
+fi
+if [[ $variant == m3 ]]; then
+  # MiniMax-M3 on this vLLM (VLLM=0.24.0: the first release with M3): config and tokenizer only, vLLM's
+  # dummy weights, the preset's rendered command (PRESET: MiniMax-M3, or MiniMax-M3-MXFP8 with its flags
+  # and an MXFP8 quantization_config). FlashInfer compiles its Gemma RMSNorm with the machine's nvcc
+  # (the image carries nvidia-cutlass-dsl and runs the CuTe DSL kernel instead).
+  model=/models/MiniMaxAI/$preset
+  rm -rf "$model" && python3 hack/gpu-check/tiny_checkpoint.py "$model" --family m3 \
+    $([[ $preset == *MXFP8 ]] && echo --mxfp8)
+  export CUDA_HOME=${CUDA_HOME:-$(dirname "$(dirname "$(command -v nvcc)")")}
+  echo "nvcc $(nvcc --version | tail -1), CUDA_HOME=$CUDA_HOME"
+  mkdir -p /var/cache/minimax
+  for start in cold warm; do
+    python3 hack/gpu-check/check.py --preset "$preset" --dummy-weights --label "$preset-$vllm-$start" \
+      --report "$out/$preset-$vllm-$start.json" --log "$out/$preset-$vllm-$start.log" || true
   done
   exit 0
 fi

@@ -280,6 +280,127 @@ def m1_files(out: Path) -> None:
     (out / "generation_config.json").write_text(json.dumps({"eos_token_id": config["eos_token_id"]}))
 
 
+# MiniMax-M3 (vLLM >= 0.24.0: MiniMaxM3SparseForConditionalGeneration, a vision-language model whose
+# text backbone has Gemma-style RMSNorm, SwiGLU-OAI experts, shared experts, and a sparse-attention
+# "lightning indexer" that picks 128-token KV blocks per query). Config and tokenizer only, served with
+# `--load-format dummy` as M1 is: no weight file of this architecture is written. Layer 0 is dense with
+# full attention, layer 1 MoE with the indexer (the real model: 3 dense, then 57 MoE + indexer). The
+# vision tower's config is small: `--language-model-only` builds it as a skipped stage.
+# Tags as vLLM 0.24.0's minimax_m3 parsers read them: `<mm:think>` / `</mm:think>` (reasoning) and the
+# `]<]minimax[>[` namespace before each tool-call tag (tool calls). The chat template is ours, in M2's
+# role format with M3's tags: M3's own template is not public here (the checkpoint is not reachable).
+M3_NS = "]<]minimax[>["
+M3_TAGS = ["<mm:think>", "</mm:think>", M3_NS]
+M3_VISION = ["]<]image[>[", "]<]video[>[", "]<]start of image[>[", "]<]end of image[>["]
+M3_TEMPLATE = r"""
+{{- ']~!b[]~b]system\n' -}}
+{%- if messages and messages[0].role == 'system' -%}{{- messages[0].content -}}
+{%- else -%}{{- 'You are a helpful assistant.' -}}{%- endif -%}
+{%- if tools -%}
+{{- '\n\n# Tools\n<tools>\n' -}}
+{%- for tool in tools -%}
+{{- '<tool>' + ((tool.function if tool.function is defined else tool) | tojson) + '</tool>\n' -}}
+{%- endfor -%}
+{{- '</tools>\nCall tools as ]<]minimax[>[<tool_call>]<]minimax[>[<invoke name="NAME">...' -}}
+{%- endif -%}
+{{- '[e~[\n' -}}
+{%- for m in messages -%}
+{%- if m.role == 'user' -%}{{- ']~b]user\n' + m.content + '[e~[\n' -}}
+{%- elif m.role == 'assistant' -%}
+{{- ']~b]ai\n' + (m.content if m.content is string else '') -}}
+{%- for call in (m.tool_calls or []) -%}
+{%- set f = call.function if call.function is defined else call -%}
+{{- '\n]<]minimax[>[<tool_call>]<]minimax[>[<invoke name="' + f.name + '">' -}}
+{{- f.arguments if f.arguments is string else f.arguments | tojson -}}
+{{- ']<]minimax[>[</invoke>]<]minimax[>[</tool_call>' -}}
+{%- endfor -%}
+{{- '[e~[\n' -}}
+{%- elif m.role == 'tool' -%}{{- ']~b]tool\n<response>' + m.content + '</response>[e~[\n' -}}
+{%- endif -%}
+{%- endfor -%}
+{%- if add_generation_prompt -%}{{- ']~b]ai\n' -}}
+{%- if thinking_mode == 'enabled' -%}{{- '<mm:think>' -}}{%- endif -%}
+{%- endif -%}
+"""
+
+
+def m3_files(out: Path, mxfp8: bool) -> None:
+    tok = byte_tokenizer(SPECIAL, M3_TAGS + M3_VISION)
+    tok.save(str(out / "tokenizer.json"))
+    vocab = int(tok.get_vocab_size())
+    ids = tok.get_vocab()
+    (out / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "]~!b[", "eos_token": "[e~[",
+        "unk_token": None, "model_max_length": 196608, "clean_up_tokenization_spaces": False,
+        "chat_template": M3_TEMPLATE,
+    }, indent=2))  # fmt: skip
+    text = {
+        "model_type": "minimax_m3_text",
+        "architectures": ["MiniMaxM3SparseForCausalLM"],
+        "vocab_size": vocab,
+        "hidden_size": HIDDEN,
+        "intermediate_size": EXPERT_DIM,
+        "dense_intermediate_size": 2 * EXPERT_DIM,
+        "shared_intermediate_size": EXPERT_DIM,
+        "num_hidden_layers": 2,
+        "num_attention_heads": HEADS,
+        "num_key_value_heads": 4,  # as the real model; vLLM wants as many index heads as KV heads
+        "head_dim": HEAD_DIM,
+        "rotary_dim": ROTARY_DIM,
+        "partial_rotary_factor": 0.5,
+        "rope_theta": 5000000.0,
+        "max_position_embeddings": 196608,
+        "rms_norm_eps": 1e-6,
+        "use_gemma_norm": True,
+        "hidden_act": "swigluoai",
+        "num_local_experts": EXPERTS,
+        "num_experts_per_tok": TOP_K,
+        "n_shared_experts": 1,
+        "scoring_func": "sigmoid",
+        "use_routing_bias": True,
+        "routed_scaling_factor": 2.0,
+        "use_qk_norm": True,
+        "qk_norm_type": "per_head",
+        "num_mtp_modules": 0,
+        "moe_layer_freq": [0, 1],
+        "sparse_attention_config": {
+            "use_sparse_attention": True,
+            "sparse_index_dim": 128,
+            "sparse_num_index_heads": 4,
+            "sparse_topk_blocks": 16,
+            "sparse_block_size": 128,
+            "sparse_disable_index_value": [0, 1],
+            "sparse_score_type": "max",
+            "sparse_init_block": 0,
+            "sparse_local_block": 1,
+            "sparse_attention_freq": [0, 1],
+        },
+        "tie_word_embeddings": False,
+        "bos_token_id": ids["]~!b["],
+        "eos_token_id": ids["[e~["],
+    }
+    config: dict[str, object] = {
+        "architectures": ["MiniMaxM3SparseForConditionalGeneration"],
+        "model_type": "minimax_m3_vl",
+        "text_config": text,
+        "vision_config": {
+            "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 2, "num_hidden_layers": 1,
+            "patch_size": 14, "num_channels": 3, "layer_norm_eps": 1e-6,
+            "img_token_compression_config": {"temporal_patch_size": 2, "spatial_merge_size": 2},
+        },
+        "projector_hidden_size": HIDDEN,
+        "bos_token_id": text["bos_token_id"],
+        "eos_token_id": text["eos_token_id"],
+        "torch_dtype": "bfloat16",
+    }  # fmt: skip
+    if mxfp8:
+        # The MXFP8 checkpoint's tag as vLLM 0.24.0 reads it (ModelOptMxFp8Config: `quant_method: mxfp8`,
+        # `ignored_layers`); which layers the real checkpoint leaves in BF16 is not known here.
+        config["quantization_config"] = {"quant_method": "mxfp8", "ignored_layers": ["lm_head"]}
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    (out / "generation_config.json").write_text(json.dumps({"eos_token_id": text["eos_token_id"]}))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out", type=Path, help="model folder, e.g. /models/MiniMaxAI/MiniMax-M2.5")
@@ -287,13 +408,16 @@ def main() -> None:
     p.add_argument(
         "--kv-heads", type=int, default=1, help="key/value heads; 2 for tensor parallelism 2 (qk-norm splits them)"
     )
-    p.add_argument("--family", choices=["m2", "m1"], default="m2", help="m1: config and tokenizer only (dummy weights)")
+    p.add_argument(
+        "--family", choices=["m2", "m1", "m3"], default="m2", help="m1, m3: config and tokenizer only (dummy weights)"
+    )
+    p.add_argument("--mxfp8", action="store_true", help="m3: the MXFP8 checkpoint's quantization_config")
     args = p.parse_args()
-    if args.family == "m1":
+    if args.family in ("m1", "m3"):
         args.out.mkdir(parents=True, exist_ok=True)
-        m1_files(args.out)
+        m1_files(args.out) if args.family == "m1" else m3_files(args.out, args.mxfp8)
         (args.out / ".minimax-complete.json").write_text(json.dumps({"revision": "tiny-config", "files": []}))
-        print(f"wrote {args.out} (MiniMax-M1 config and tokenizer; serve with --load-format dummy)")
+        print(f"wrote {args.out} ({args.family} config and tokenizer; serve with --load-format dummy)")
         return
     global KV_HEADS
     KV_HEADS = args.kv_heads

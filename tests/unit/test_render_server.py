@@ -52,6 +52,18 @@ def test_server_command_flags_and_user_args_last() -> None:
     assert "--quantization" not in args  # M2.x ships FP8 already
 
 
+def test_m3_mxfp8_renders_no_fp8_indexer_cache_that_hopper_cannot_run() -> None:
+    """vLLM 0.24.0 has the FP8 indexer cache only on Blackwell: on an H200 the recipe's flag killed the
+    server at start (hack/gpu-check m3); the preset leaves it out and extraArgs can add it on Blackwell."""
+    args = container(render_server.deployment(r(model="MiniMax-M3-MXFP8"), OWNER))["args"]
+    assert not any("indexer_kv_dtype" in a for a in args)
+    assert args[args.index("--block-size") + 1] == "128"
+    assert "--language-model-only" in args
+    extra = ["--attention-config.indexer_kv_dtype", "fp8"]
+    blackwell = container(render_server.deployment(r(model="MiniMax-M3-MXFP8", vllm={"extraArgs": extra}), OWNER))
+    assert blackwell["args"][-2:] == extra
+
+
 def test_probes_let_a_huge_checkpoint_load() -> None:
     c = container(render_server.deployment(r(), OWNER))
     startup = c["startupProbe"]

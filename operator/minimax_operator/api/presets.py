@@ -101,9 +101,11 @@ def _m2(name: str, image: str, versions: str) -> Preset:
     )
 
 
-#: vLLM's recipe for the MXFP8 checkpoint: an FP8 K cache for the sparse-attention indexer
-#: (AttentionConfig.indexer_kv_dtype, present in v0.24.0), and 128k context on 80 GB GPUs.
-_M3_MXFP8_FLAGS = (*_M3_FLAGS, "--attention-config.indexer_kv_dtype", "fp8")
+#: vLLM's recipe for the MXFP8 checkpoint adds an FP8 K cache for the sparse-attention indexer
+#: (`--attention-config.indexer_kv_dtype fp8`). The preset leaves it out: vLLM 0.24.0 has that cache
+#: only in its Blackwell (SM100) indexer, and on any other GPU (the H100/H200 this preset is sized
+#: for) the server dies at start (`indexer_kv_dtype='fp8' is not supported by the Triton indexer
+#: impl`, hack/gpu-check `m3`). On Blackwell, spec.vllm.extraArgs can add it (docs/models/minimax-m3.md).
 
 
 def _m3(
@@ -143,7 +145,6 @@ PRESETS: dict[str, Preset] = {
             disk_gb=450,
             startup=5400,
             note="MXFP8 checkpoint (size unverified)",
-            flags=_M3_MXFP8_FLAGS,
             max_len=131072,
         ),
     )
