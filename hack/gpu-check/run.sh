@@ -147,8 +147,15 @@ if [[ $variant == pod-mounts ]]; then
   exit 0
 fi
 if [[ $variant == thinking ]]; then
-  python3 hack/gpu-check/tiny_checkpoint.py "$model"
   mkdir -p /var/cache/minimax
+  if [[ $preset == MiniMax-M3* ]]; then  # VLLM=0.24.0: M3's tags and parsers, dummy weights
+    rm -rf "$model" && python3 hack/gpu-check/tiny_checkpoint.py "$model" --family m3
+    export CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
+    python3 hack/gpu-check/thinking.py --preset "$preset" --dummy-weights --report "$out/thinking-$preset.json" \
+      --log "$out/thinking-$preset.log" || true
+    exit 0
+  fi
+  python3 hack/gpu-check/tiny_checkpoint.py "$model"
   python3 hack/gpu-check/thinking.py --preset "$preset" --report "$out/thinking.json" --log "$out/thinking.log" || true
   exit 0
 fi

@@ -47,6 +47,20 @@ FORCED = {"answer": f"{THOUGHT}</think>\n\n{ANSWER}", "tool_call": f"{THOUGHT}</
 SECRET = "SECRET-THOUGHT-7f3a"
 TAGS = ["<think>", "</think>", "<minimax:tool_call>", "</minimax:tool_call>"]
 
+# MiniMax-M3 (vLLM 0.24.0's minimax_m3 parsers): thinking opens with `<mm:think>` in the output unless the
+# template opened it (`thinking_mode: enabled`), and every tool-call tag carries the `]<]minimax[>[`
+# namespace, arguments as one tag per parameter (vLLM's tests/tool_parsers/test_minimax_m3_tool_parser.py).
+M3_NS = "]<]minimax[>["
+M3_CALL = (
+    f'{M3_NS}<tool_call>\n{M3_NS}<invoke name="get_weather">{M3_NS}<city>Paris{M3_NS}</city>{M3_NS}</invoke>\n'
+    f"{M3_NS}</tool_call>"
+)
+M3_FORCED = {
+    "answer": f"<mm:think>{THOUGHT}</mm:think>\n\n{ANSWER}",
+    "tool_call": f"<mm:think>{THOUGHT}</mm:think>\n\n{M3_CALL}",
+}
+M3_TAGS = ["<mm:think>", "</mm:think>", M3_NS]
+
 
 def regex(text: str) -> str:
     """A regex matching exactly `text`: punctuation in character classes, newlines as \\n."""
@@ -105,14 +119,14 @@ def plain(msg: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def split_checks(model: str) -> dict[str, Any]:
+def split_checks(model: str, forced_outputs: dict[str, str], tags: list[str]) -> dict[str, Any]:
     ids = {}
-    for tag in TAGS:
+    for tag in tags:
         code, resp = call("POST", "/tokenize", {"model": model, "prompt": tag, "add_special_tokens": False})
         ids[tag] = resp["tokens"] if code == 200 else resp
     bias = {str(t[0]): 100 for t in ids.values() if isinstance(t, list) and len(t) == 1}
     out: dict[str, Any] = {"tag_token_ids": ids}
-    for name, forced in FORCED.items():
+    for name, forced in forced_outputs.items():
         body: dict[str, Any] = {
             "model": model,
             "messages": [{"role": "user", "content": "What is 2 + 2? Or the weather in Paris?"}],
@@ -202,9 +216,12 @@ def main() -> int:
     p.add_argument("--report", type=Path, required=True)
     p.add_argument("--log", type=Path)
     p.add_argument("--timeout", type=float, default=540)
+    p.add_argument("--dummy-weights", action="store_true", help="add --load-format dummy (M1, M3: no weights)")
     args = p.parse_args()
+    m3 = args.preset.startswith("MiniMax-M3")
     container, entry = rendered(args.preset)
     argv = [*container["command"], *one_gpu(container["args"])]
+    argv += ["--load-format", "dummy"] if args.dummy_weights else []
     argv += ["--structured-outputs-config", json.dumps({"enable_in_reasoning": True})]
     env = {**os.environ, **{e["name"]: e["value"] for e in container.get("env") or [] if "value" in e}}
     report: dict[str, Any] = {"preset": args.preset, "argv": argv}
@@ -215,8 +232,10 @@ def main() -> int:
     try:
         report["health"] = wait_health(proc, args.timeout)
         if report["health"].get("ready"):
-            report["split"] = split_checks(entry["model_id"])
-            report["history"] = history_checks(entry["model_id"])
+            forced, tags = (M3_FORCED, M3_TAGS) if m3 else (FORCED, TAGS)
+            report["split"] = split_checks(entry["model_id"], forced, tags)
+            if not m3:  # the tiny M3 template is ours, not the family's: what it keeps proves nothing
+                report["history"] = history_checks(entry["model_id"])
     finally:
         stop(proc)
         report["wall_seconds"] = round(time.monotonic() - t0, 1)
