@@ -71,6 +71,52 @@ def test_what_is_kept_of_objects() -> None:
     assert strip(d) == {"kind": "Deployment", "metadata": {"name": "d"}, "spec": {"replicas": 1}}
 
 
+def test_a_stored_pod_keeps_what_reconciles_read_of_its_status_and_nothing_unique() -> None:
+    """The stored pod still tells why it waits, why it ended and whether it was scheduled."""
+    o = obj("dl", "7")
+    o["metadata"]["creationTimestamp"] = "2026-11-30T10:00:00Z"
+    o["status"] = {
+        "phase": "Pending",
+        "hostIP": "10.0.0.7",
+        "podIP": "10.244.1.9",
+        "podIPs": [{"ip": "10.244.1.9"}],
+        "startTime": "2026-11-30T10:00:01Z",
+        "qosClass": "Burstable",
+        "conditions": [
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/3 nodes",
+             "lastProbeTime": None, "lastTransitionTime": "2026-11-30T10:00:01Z"},
+        ],
+        "containerStatuses": [
+            {"name": "vllm", "ready": False, "restartCount": 3, "image": "vllm/vllm-openai:v0.20.2",
+             "imageID": "docker.io/vllm@sha256:abc", "containerID": "containerd://123", "started": False,
+             "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
+             "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "message": "CUDA out of memory",
+                                          "startedAt": "2026-11-30T10:01:00Z", "finishedAt": "2026-11-30T10:02:00Z",
+                                          "containerID": "containerd://122"}}},
+        ],
+    }  # fmt: skip
+    kept = strip_pod(o)
+    assert kept["status"] == {
+        "phase": "Pending",
+        "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/3 nodes"}],
+        "containerStatuses": [
+            {"name": "vllm", "ready": False, "restartCount": 3, "started": False,
+             "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
+             "lastState": {"terminated": {"reason": "Error", "message": "CUDA out of memory", "exitCode": 1}}},
+        ],
+    }  # fmt: skip
+    assert kept["metadata"]["creationTimestamp"] == "2026-11-30T10:00:00Z"  # the newest pod is chosen by it
+    from minimax_operator.render import status as st
+
+    assert st.pod_problem([kept]) == ("CrashLoopBackOff", "pod dl: back-off 40s")
+    done = strip_pod(
+        {**obj("dl2", "8"), "status": {"phase": "Succeeded", "containerStatuses": [
+            {"name": "download", "state": {"terminated": {"exitCode": 0, "message": '{"files": 3}',
+                                                          "finishedAt": "2026-11-30T10:09:00Z"}}}]}}
+    )  # fmt: skip
+    assert st.terminated_message([done], "Succeeded") == '{"files": 3}'
+
+
 def test_watch_lines_split_across_chunks() -> None:
     class Resp:
         def stream(self, amt: int, decode_content: bool) -> io.BytesIO:

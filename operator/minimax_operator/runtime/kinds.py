@@ -70,10 +70,42 @@ def _shared(value: Any) -> Any:
     return value
 
 
+#: What a reconcile reads of a pod's status: its phase, why a container waits or ended (reason,
+#: message, exit code; the downloader's result is its termination message), and whether it was
+#: scheduled. Timestamps, IPs, image IDs and container IDs are unique to each pod and read by none.
+_POD_CONDITION = ("type", "status", "reason", "message")
+_CONTAINER = ("name", "ready", "restartCount", "started")
+_CONTAINER_STATE = ("reason", "message", "exitCode")
+
+
+def _state(state: Any) -> Obj:
+    if not isinstance(state, dict):
+        return {}
+    return {k: {f: v[f] for f in _CONTAINER_STATE if f in v} if isinstance(v, dict) else v for k, v in state.items()}
+
+
 def strip_pod(obj: Obj) -> Obj:
-    """Pods: status and metadata are all a reconcile reads (phase, container states, messages)."""
-    strip(obj)
-    return {k: obj[k] for k in ("apiVersion", "kind", "metadata", "status") if k in obj}
+    """Pods: metadata and what reconciles read of the status (no spec: the Deployment or Job holds it).
+
+    Two thousand pods at a thousand models (a download's and a server's each): their statuses
+    were the stores' largest unique strings.
+    """
+    status = obj.get("status")
+    if isinstance(status, dict):
+        slim: Obj = {"phase": status["phase"]} if "phase" in status else {}
+        if status.get("conditions"):
+            slim["conditions"] = [{k: c[k] for k in _POD_CONDITION if k in c} for c in status["conditions"]]
+        for key in ("initContainerStatuses", "containerStatuses"):
+            if status.get(key):
+                slim[key] = [
+                    {
+                        **{k: cs[k] for k in _CONTAINER if k in cs},
+                        **{s: _state(cs[s]) for s in ("state", "lastState") if s in cs},
+                    }
+                    for cs in status[key]
+                ]
+        obj["status"] = slim
+    return strip({k: obj[k] for k in ("apiVersion", "kind", "metadata", "status") if k in obj})
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .informers import Informers, Stores
+from .memory import Releaser
 from .workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,9 @@ class Loop:
         self._failures: dict[Item, int] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        #: Reconciles finished (a counter the memory releaser watches; a lost increment only delays it).
+        self.processed = 0
+        self.releaser = Releaser(done=lambda: self.processed, queued=lambda: len(self.queue))
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -109,9 +113,11 @@ class Loop:
             t.start()
             self._threads.append(t)
         threading.Thread(target=self._resync, name="resync", daemon=True).start()
+        self.releaser.start()
 
     def stop(self) -> None:
         self._stop.set()
+        self.releaser.stop()
         self.queue.shutdown()
         self.informers.stop()
 
@@ -164,3 +170,4 @@ class Loop:
                 self.queue.add_after(item, wait)
             finally:
                 self.queue.done(item)
+                self.processed += 1
