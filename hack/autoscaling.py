@@ -28,7 +28,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -36,27 +35,14 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import devkit  # hack/devkit.py, beside this script
+from devkit import free_port, kubectl, tools
+
 HERE = Path(__file__).resolve().parent
 BRIDGE = "10.244.0.1"  # hack/node.sh
 NAMESPACE = "keda"
 APISERVICE = "v1beta1.external.metrics.k8s.io"
 BASE_IMAGE = "localhost/minimax-base:bookworm"  # hack/image.sh, in the node already
-
-
-def tools(flag: str | None = None) -> Path:
-    out = subprocess.run(
-        [str(HERE / "tools.sh"), *([flag] if flag else [])], check=True, capture_output=True, text=True
-    )
-    return Path(out.stdout.strip())
-
-
-def kubectl(kubeconfig: str, *args: str, stdin: str | None = None, check: bool = True) -> str:
-    out = subprocess.run(
-        [str(tools() / "kubectl"), "--kubeconfig", kubeconfig, *args], capture_output=True, text=True, input=stdin
-    )
-    if out.returncode and check:
-        raise RuntimeError(f"kubectl {' '.join(args)}: {out.stderr.strip()}")
-    return out.stdout
 
 
 def apply(kubeconfig: str, docs: list[dict[str, Any]]) -> None:
@@ -71,66 +57,11 @@ def apply(kubeconfig: str, docs: list[dict[str, Any]]) -> None:
     )
 
 
-def free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
 def certificates(folder: Path) -> bytes:
     """A CA and one certificate for every listener here (KEDA's gRPC needs ca.crt, tls.crt, tls.key)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    ca, key = folder / "ca.crt", folder / "ca.key"
-    if not (folder / "tls.crt").exists():
-        run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True)  # noqa: E731
-        run(
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "3650",
-            "-subj",
-            "/CN=minimax-dev-keda-ca",
-            "-keyout",
-            str(key),
-            "-out",
-            str(ca),
-        )
-        run(
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=keda",
-            "-keyout",
-            str(folder / "tls.key"),
-            "-out",
-            str(folder / "tls.csr"),
-        )
-        names = ["keda-metrics-apiserver.keda.svc", "keda-operator.keda.svc", "localhost"]
-        san = ",".join([f"IP:127.0.0.1,IP:{BRIDGE}", *(f"DNS:{n}" for n in names)])
-        (folder / "san.cnf").write_text(f"subjectAltName={san}\n")
-        run(
-            "x509",
-            "-req",
-            "-in",
-            str(folder / "tls.csr"),
-            "-CA",
-            str(ca),
-            "-CAkey",
-            str(key),
-            "-CAcreateserial",
-            "-days",
-            "3650",
-            "-extfile",
-            str(folder / "san.cnf"),
-            "-out",
-            str(folder / "tls.crt"),
-        )
-    return ca.read_bytes()
+    names = ["keda-metrics-apiserver.keda.svc", "keda-operator.keda.svc", "localhost"]
+    sans = ["IP:127.0.0.1", f"IP:{BRIDGE}", *(f"DNS:{n}" for n in names)]
+    return devkit.certificates(folder, "minimax-dev-keda-ca", "keda", sans)
 
 
 def spawn(folder: Path, name: str, cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:

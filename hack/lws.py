@@ -32,7 +32,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import devkit  # hack/devkit.py, beside this script
 import yaml
+from devkit import free_port, kubectl, tools
 
 HERE = Path(__file__).resolve().parent
 WEBHOOK_NAMES = {
@@ -42,34 +44,12 @@ WEBHOOK_NAMES = {
 
 
 def lws_home() -> Path:
-    out = subprocess.run([str(HERE / "tools.sh"), "--lws"], check=True, capture_output=True, text=True)
-    return Path(out.stdout.strip())
-
-
-def kubectl(kubeconfig: str, *args: str, stdin: str | None = None) -> str:
-    tools = subprocess.run([str(HERE / "tools.sh")], check=True, capture_output=True, text=True).stdout.strip()
-    cmd = [f"{tools}/kubectl", "--kubeconfig", kubeconfig, *args]
-    out = subprocess.run(cmd, capture_output=True, text=True, input=stdin)
-    if out.returncode:
-        raise RuntimeError(f"kubectl {' '.join(args)}: {out.stderr.strip()}")
-    return out.stdout
+    return tools("--lws")
 
 
 def certificates(folder: Path) -> bytes:
-    """A CA and a serving certificate for 127.0.0.1 (tls.crt/tls.key, as controller-runtime reads them)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    ca, key = folder / "ca.crt", folder / "ca.key"
-    if not (folder / "tls.crt").exists():
-        run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True)  # noqa: E731
-        run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj", "/CN=minimax-dev-lws-ca",
-            "-keyout", str(key), "-out", str(ca))  # fmt: skip
-        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
-            "-keyout", str(folder / "tls.key"), "-out", str(folder / "tls.csr"))  # fmt: skip
-        ext = folder / "san.cnf"
-        ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-        run("x509", "-req", "-in", str(folder / "tls.csr"), "-CA", str(ca), "-CAkey", str(key), "-CAcreateserial",
-            "-days", "3650", "-extfile", str(ext), "-out", str(folder / "tls.crt"))  # fmt: skip
-    return ca.read_bytes()
+    """A CA and a serving certificate for 127.0.0.1."""
+    return devkit.certificates(folder, "minimax-dev-lws-ca", "127.0.0.1", ["IP:127.0.0.1", "DNS:localhost"])
 
 
 def webhook_configurations(home: Path, port: int, ca: bytes) -> list[dict[str, Any]]:
@@ -88,12 +68,6 @@ def webhook_configurations(home: Path, port: int, ca: bytes) -> list[dict[str, A
             hook["clientConfig"] = {"url": f"https://127.0.0.1:{port}{path}", "caBundle": base64.b64encode(ca).decode()}
             hook["timeoutSeconds"] = 10
     return docs
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def port_free(port: int) -> bool:
