@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 from minimax_operator.runtime.informers import INSTANCE_LABEL, Store, _lines, namespace_filter
-from minimax_operator.runtime.kinds import strip, strip_pod
+from minimax_operator.runtime.kinds import strip, strip_job, strip_pod
 
 
 def obj(name: str, rv: str, uid: str = "u1", ns: str = "team", **labels: str) -> dict:
@@ -115,6 +115,26 @@ def test_a_stored_pod_keeps_what_reconciles_read_of_its_status_and_nothing_uniqu
                                                           "finishedAt": "2026-11-30T10:09:00Z"}}}]}}
     )  # fmt: skip
     assert st.terminated_message([done], "Succeeded") == '{"files": 3}'
+
+
+def test_a_stored_job_keeps_its_status_and_metadata_not_its_immutable_pod_template() -> None:
+    from minimax_operator.controllers.download import job_condition
+
+    job = {
+        "kind": "Job",
+        "metadata": {"name": "dl-0", "namespace": "team", "uid": "j1", "resourceVersion": "5", "labels": {"a": "b"}},
+        "spec": {"backoffLimit": 2, "template": {"spec": {"containers": [{"name": "download", "args": ["x"] * 50}]}}},
+        "status": {
+            "succeeded": 1,
+            "completionTime": "2026-11-30T10:09:00Z",
+            "conditions": [{"type": "Complete", "status": "True"}],
+        },
+    }
+    kept = strip_job(job)
+    assert kept["spec"] == {"backoffLimit": 2}
+    assert kept["metadata"]["labels"] == {"a": "b"}
+    assert job_condition(kept, "Complete") == {"type": "Complete", "status": "True"}
+    assert kept["status"]["completionTime"] == "2026-11-30T10:09:00Z"  # when the weights were verified
 
 
 def test_watch_lines_split_across_chunks() -> None:

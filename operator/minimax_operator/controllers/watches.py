@@ -41,7 +41,7 @@ from ..api.names import (
     SERVICE_MONITOR_KIND,
 )
 from ..runtime.informers import Stores
-from ..runtime.kinds import Kind, Kinds, Watch, strip_pod
+from ..runtime.kinds import Kind, Kinds, Watch, strip_job, strip_pod
 from ..runtime.loop import Item
 
 Obj = dict[str, Any]
@@ -94,7 +94,7 @@ KINDS = Kinds(
         Kind(KIND, API_VERSION, PLURAL, Watch.FED, indexers={"cache": caches_named}),
         Kind(CACHE_KIND, API_VERSION, CACHE_PLURAL, Watch.FED),
         Kind("PersistentVolumeClaim", "v1", "persistentvolumeclaims", Watch.INFORMER),
-        Kind("Job", "batch/v1", "jobs", Watch.INFORMER, MANAGED),
+        Kind("Job", "batch/v1", "jobs", Watch.INFORMER, MANAGED, transform=strip_job),
         Kind("Pod", "v1", "pods", Watch.INFORMER, MANAGED, transform=strip_pod),
         Kind(
             "Deployment",

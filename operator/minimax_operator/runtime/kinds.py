@@ -108,6 +108,18 @@ def strip_pod(obj: Obj) -> Obj:
     return strip({k: obj[k] for k in ("apiVersion", "kind", "metadata", "status") if k in obj})
 
 
+def strip_job(obj: Obj) -> Obj:
+    """Jobs: all but the pod template, which the API server never lets change (spec.template is
+    immutable) and no reconcile reads back: a Job is created once per attempt and then only its status
+    and metadata are read. The template was most of a stored download Job (its pod spec, args, env).
+    Where a Job of the same name is applied again, the store's copy does not cover the desired one, so
+    the apply goes to the API server, which finds nothing to change."""
+    spec = obj.get("spec")
+    if isinstance(spec, dict):
+        spec.pop("template", None)
+    return strip(obj)
+
+
 @dataclass(frozen=True)
 class Kind:
     """One kind the operator reads or writes."""
