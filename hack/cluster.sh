@@ -37,10 +37,14 @@ provisioner_stop() {
     rm -f "$dir/provisioner.pid"
   fi
 }
+# Not `kwokctl get clusters | grep -q`: grep may quit at the first match before kwokctl has written
+# the names after it, kwokctl then dies of SIGPIPE and pipefail turns the match into a failure (as
+# node.sh notes; a benchmark's `down` once left its cluster running, found still there afterwards).
+known() { local all; all=$(kwokctl get clusters 2>/dev/null || true); grep -qx "$1" <<< "$all"; }
 
 case "$cmd" in
   up)
-    if kwokctl get clusters 2>/dev/null | grep -qx "$name"; then
+    if known "$name"; then
       log "starting existing cluster $name"
       [[ -f "$dir/real-node" ]] && "$here/node.sh" prepare
       kwokctl start cluster --name "$name" >&2
@@ -99,7 +103,7 @@ case "$cmd" in
     if [[ -f "$dir/real-node" ]]; then
       "$here/node.sh" stop "$name" || log "stopping the real node failed; deleting the cluster anyway"
     fi
-    if kwokctl get clusters 2>/dev/null | grep -qx "$name"; then
+    if known "$name"; then
       kwokctl delete cluster --name "$name" --kubeconfig "$kubeconfig" >&2
     fi
     rm -f "$kubeconfig"
