@@ -189,10 +189,11 @@ def run_layout(args: argparse.Namespace) -> int:
     return 0 if report["health"].get("ready") else 1
 
 
-def one_gpu(args: list[str]) -> list[str]:
-    """The rendered args on one GPU: TP 1, no pipeline stages (M3's default layout has two), short context."""
+def one_gpu(args: list[str], tp: int = 1) -> list[str]:
+    """The rendered args on this machine's GPUs: TP `tp` (1 by default), no pipeline stages (M3's default
+    layout has two), short context. The preset's other flags (expert parallelism) stay."""
     out = list(args)
-    for flag, value in (("--tensor-parallel-size", "1"), ("--max-model-len", "4096")):
+    for flag, value in (("--tensor-parallel-size", str(tp)), ("--max-model-len", "4096")):
         if flag in out:
             out[out.index(flag) + 1] = value
         else:
@@ -338,12 +339,13 @@ def main() -> int:
     p.add_argument("--pod-security", choices=["baseline", "restricted"], help="render with spec.vllm.podSecurity")
     p.add_argument("--claim", action="store_true", help="the cache folder of the claim's subPath (CLAIM_CACHE)")
     p.add_argument("--dummy-weights", action="store_true", help="add --load-format dummy (no weights on disk)")
+    p.add_argument("--tp", type=int, default=1, help="tensor parallelism of the preset's command on one node")
     args = p.parse_args()
     if args.layout:
         return run_layout(args)
 
     container, entry = rendered(args.preset, args.pod_security)
-    argv = [*container["command"], *one_gpu(container["args"])]
+    argv = [*container["command"], *one_gpu(container["args"], args.tp)]
     if args.reasoning_parser:
         argv[argv.index("--reasoning-parser") + 1] = args.reasoning_parser
     if args.dummy_weights:

@@ -11,7 +11,7 @@
 #   hack/gpu-check/run.sh thinking [PRESET]   the reasoning/answer split with forced output (streaming or not, tools
 #                                          or not) and earlier thinking sent back in each field (thinking.py)
 #   VLLM=0.23.0 hack/gpu-check/run.sh m1    MiniMax-M1 (config and tokenizer, vLLM's dummy weights), cold and warm
-#   VLLM=0.24.0 hack/gpu-check/run.sh m3 [MiniMax-M3|MiniMax-M3-MXFP8]   MiniMax-M3 the same way
+#   VLLM=0.24.0 [TP=2] hack/gpu-check/run.sh m3 [MiniMax-M3|MiniMax-M3-MXFP8]   MiniMax-M3 the same way
 #   hack/gpu-check/run.sh multinode [PRESET] on two GPUs: one node TP 2 (the Deployment), then two
 #                                          "nodes" of one GPU each, TP and PP (the LeaderWorkerSet's
 #                                          leader and worker containers as two processes)
@@ -127,9 +127,11 @@ if [[ $variant == m3 ]]; then
   export CUDA_HOME=${CUDA_HOME:-$(dirname "$(dirname "$(command -v nvcc)")")}
   echo "nvcc $(nvcc --version | tail -1), CUDA_HOME=$CUDA_HOME"
   mkdir -p /var/cache/minimax
+  tp=${TP:-1}  # TP=2 on two GPUs: the preset's expert parallelism over both
   for start in cold warm; do
-    python3 hack/gpu-check/check.py --preset "$preset" --dummy-weights --label "$preset-$vllm-$start" \
-      --report "$out/$preset-$vllm-$start.json" --log "$out/$preset-$vllm-$start.log" || true
+    label="$preset-$vllm-tp$tp-$start"
+    python3 hack/gpu-check/check.py --preset "$preset" --dummy-weights --tp "$tp" --label "$label" \
+      --report "$out/$label.json" --log "$out/$label.log" || true
   done
   exit 0
 fi
