@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -235,8 +236,13 @@ def main(argv: list[str]) -> int:
     server.daemon_threads = True
     start = float(os.environ.get("STANDIN_START_SECONDS", "1"))
     threading.Timer(start, lambda: setattr(engine, "ready", True)).start()
+    # As PID 1 a process gets no default action for SIGTERM: without a handler the kubelet waited out
+    # the grace period and killed it. vLLM stops on SIGTERM; so does this. (shutdown() waits for the
+    # serving loop, which the handler interrupts: another thread calls it.)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     print(f"INFO stand-in vllm serving {engine.model} on {args.host}:{args.port}", flush=True)
     server.serve_forever()
+    print("INFO stand-in vllm stopped (SIGTERM)", flush=True)
     return 0
 
 
