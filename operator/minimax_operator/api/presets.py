@@ -116,7 +116,7 @@ def _m3(
         repo=f"MiniMaxAI/{name}",
         family="MiniMax-M3",
         vllm_image="vllm/vllm-openai:v0.24.0",
-        vllm_versions=">=0.24 (unverified)",
+        vllm_versions=">=0.24.0 (hack/gpu-check: a tiny config; real weights not run)",
         tensor_parallel_size=8,
         disk_gb=disk_gb,
         weights_vram_gb=disk_gb,
