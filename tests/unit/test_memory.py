@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from minimax_operator.runtime.memory import Releaser, rss_mib
 
 
@@ -22,9 +24,9 @@ def test_trims_once_after_work_and_never_in_steady_state() -> None:
 
 
 def test_without_malloc_trim_nothing_runs() -> None:
-    r = Releaser(done=lambda: 1, queued=lambda: 0, trim=None)
-    r.trim = None  # as on a libc without malloc_trim (musl, macOS)
-    r.start()  # starts no thread
+    r = Releaser(done=lambda: 1, queued=lambda: 0, trim=None)  # as on a libc without malloc_trim (musl, macOS)
+    r.start()
+    assert not any(t.name == "memory" for t in threading.enumerate())  # no thread started
     assert not r.check()
 
 

@@ -32,6 +32,10 @@ def _malloc_trim() -> Callable[[int], int] | None:
     return trim
 
 
+#: glibc's malloc_trim, or None where libc has none.
+LIBC_TRIM = _malloc_trim()
+
+
 def rss_mib() -> float:
     """This process's resident set, in MiB (0 where /proc is not there)."""
     try:
@@ -49,12 +53,13 @@ class Releaser:
         done: Callable[[], int],
         queued: Callable[[], int],
         interval: float = 30.0,
-        trim: Callable[[int], int] | None = None,
+        trim: Callable[[int], int] | None = LIBC_TRIM,
     ):
         self.done = done
         self.queued = queued
         self.interval = interval
-        self.trim = trim if trim is not None else _malloc_trim()
+        #: None: nothing to trim with, and no thread is started.
+        self.trim = trim
         self._seen = done()
         self._stop = threading.Event()
         #: How many times the heap was trimmed (for tests and the log).
